@@ -20,9 +20,9 @@ Units: volts, seconds, hertz.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from ..scope.types import (
     Coupling,
@@ -42,9 +42,9 @@ class _Strict(BaseModel):
 class DeviceSection(_Strict):
     backend: Literal["sim", "picoscope"] = "sim"
     model: Family = "2000a"
-    variant: Optional[str] = None  # e.g. "2206B"; selects max sample rate / ranges where known
-    serial: Optional[str] = None
-    resolution_bits: Optional[int] = Field(default=None, ge=8, le=16)
+    variant: str | None = None  # e.g. "2206B"; selects max sample rate / ranges where known
+    serial: str | None = None
+    resolution_bits: int | None = Field(default=None, ge=8, le=16)
 
     @field_validator("model", mode="before")
     @classmethod
@@ -61,14 +61,14 @@ class ChannelSection(_Strict):
 
 
 class TimebaseSection(_Strict):
-    sample_interval: Optional[float] = Field(default=None, gt=0)
-    duration: Optional[float] = Field(default=None, gt=0, description="total record length, s")
+    sample_interval: float | None = Field(default=None, gt=0)
+    duration: float | None = Field(default=None, gt=0, description="total record length, s")
     samples: int = Field(default=200, ge=2, le=100_000_000)
     pretrigger: float = Field(default=0.05, ge=0.0, le=1.0)
     segments: int = Field(default=1, ge=1, le=1_000_000)
 
     @model_validator(mode="after")
-    def _interval(self) -> "TimebaseSection":
+    def _interval(self) -> TimebaseSection:
         if self.sample_interval is None:
             duration = self.duration if self.duration is not None else 10e-6
             # picoDAQ's empirical "- 0.1" keeps floor() from dropping to a faster timebase
@@ -100,13 +100,13 @@ class SigGenSection(_Strict):
     amplitude: float = Field(default=0.4, ge=0.0, description="peak-to-peak, V")
     offset: float = 0.0
     sweep: SweepType = SweepType.UP_DOWN
-    stop_frequency: Optional[float] = Field(default=None, ge=0.0)
-    dwell_time: Optional[float] = Field(default=None, gt=0.0)
+    stop_frequency: float | None = Field(default=None, ge=0.0)
+    dwell_time: float | None = Field(default=None, gt=0.0)
 
 
 class BufferSection(_Strict):
     n_buffers: int = Field(default=16, ge=2, le=1_000_000)
-    log_file: Optional[str] = None
+    log_file: str | None = None
     verbose: int = Field(default=1, ge=0, le=3)
     log_time: float = Field(default=60.0, gt=0.0)
 
@@ -126,7 +126,7 @@ class SourceSection(_Strict):
     # muon
     decay_fraction: float = Field(default=0.0, ge=0.0, le=1.0)
     lifetime: float = Field(default=2.1969811e-6, gt=0.0)
-    channel_delays: Optional[list[float]] = None  # per listed channel, s
+    channel_delays: list[float] | None = None  # per listed channel, s
     jitter: float = Field(default=0.0, ge=0.0)
     # sipm
     crosstalk: float = Field(default=0.0, ge=0.0, lt=1.0)
@@ -134,19 +134,19 @@ class SourceSection(_Strict):
     # geiger
     dead_time: float = Field(default=100e-6, ge=0.0)
     # noise
-    rms: Optional[float] = Field(default=None, ge=0.0)
+    rms: float | None = Field(default=None, ge=0.0)
 
 
 class SimulationSection(_Strict):
     seed: int = Field(default=1, ge=0)
     realtime: bool = True
     noise_rms: float = Field(default=0.5e-3, ge=0.0, description="white noise on every channel, V")
-    readout_overhead: Optional[float] = Field(
+    readout_overhead: float | None = Field(
         default=None, ge=0.0, description="s per block; default 0.4 ms + 0.13 ms/channel + transfer")
     rearm_time: float = Field(default=1e-6, ge=0.0, description="s between rapid-block segments")
     count_host_time: bool = Field(
         default=True, description="host time between read() and arm() is dead time on the sim clock")
-    siggen_channel: Optional[ChannelName] = None  # generator output looped back into this channel
+    siggen_channel: ChannelName | None = None  # generator output looped back into this channel
     sources: list[SourceSection] = Field(default_factory=list)
 
 
@@ -155,7 +155,7 @@ class AnalysisSection(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     module: str
-    name: Optional[str] = None
+    name: str | None = None
 
 
 def _default_channels() -> dict[str, ChannelSection]:
@@ -171,4 +171,10 @@ class Config(_Strict):
     buffer: BufferSection = Field(default_factory=BufferSection)
     simulation: SimulationSection = Field(default_factory=SimulationSection)
     analysis: list[AnalysisSection] = Field(default_factory=list)
-    source_file: Optional[str] = Field(default=None, exclude=True)
+    source_file: str | None = Field(default=None, exclude=True)
+    _notices: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def notices(self) -> list[str]:
+        """Informational messages from loading (ignored legacy keys, forced values ...)."""
+        return self._notices

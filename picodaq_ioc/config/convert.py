@@ -1,0 +1,110 @@
+"""Conversion of a validated :class:`~picodaq_ioc.config.schema.Config` to scope-layer types.
+
+The backend's ``configure()`` takes the dataclasses of :mod:`picodaq_ioc.scope.types`;
+this module is the one place that maps the configuration model onto them.
+"""
+
+from __future__ import annotations
+
+from ..scope.types import ChannelConfig, SigGenConfig, TimebaseConfig, TriggerConfig
+from .schema import Config
+
+# Used only until/unless picodaq_ioc.scope.models provides the family tables.
+_FALLBACK_FAMILY_CHANNELS: dict[str, tuple[str, ...]] = {
+    "2000": ("A", "B"),
+    "2000a": ("A", "B", "C", "D"),
+    "3000a": ("A", "B", "C", "D"),
+    "4000": ("A", "B", "C", "D"),
+    "4000a": ("A", "B", "C", "D", "E", "F", "G", "H"),
+    "5000a": ("A", "B", "C", "D"),
+    "6000": ("A", "B", "C", "D"),
+}
+
+
+def family_channels(family: str) -> tuple[str, ...]:
+    """Channel names of a model family (from the scope model tables when available)."""
+    try:
+        from ..scope import models  # noqa: PLC0415 - optional, written by another module
+
+        fam = models.get_family(family)
+        return tuple(fam.channels)
+    except Exception:  # models.py absent or different: fall back to the static table
+        return _FALLBACK_FAMILY_CHANNELS.get(str(family), ("A", "B", "C", "D"))
+
+
+def scope_settings(
+    cfg: Config,
+) -> tuple[dict[str, ChannelConfig], TimebaseConfig, TriggerConfig, SigGenConfig]:
+    """Translate a :class:`Config` into the arguments of ``ScopeBackend.configure``.
+
+    Parameters
+    ----------
+    cfg : Config
+        A validated configuration.
+
+    Returns
+    -------
+    channels : dict[str, ChannelConfig]
+        One entry per channel of the model family, in channel order; channels that the
+        configuration does not list are present but disabled.  Ranges are the requested
+        values; the backend snaps them (see ``Applied``).
+    timebase : TimebaseConfig
+        Requested sample interval (derived from ``duration``/``samples`` when only those
+        are given), samples, pre-trigger fraction and segments.
+    trigger : TriggerConfig
+        ``auto_timeout`` 0 is mapped to ``auto_trigger_s=None`` (wait forever).
+    siggen : SigGenConfig
+        Disabled when ``enabled`` is false or the frequency is 0 (picoDAQ's ``frqSG: 0``).
+    """
+    names = list(family_channels(cfg.device.model))
+    for ch in cfg.channels:  # a channel beyond the family is caught by validation; keep it visible
+        if ch not in names:
+            names.append(ch)
+    channels: dict[str, ChannelConfig] = {}
+    for ch in names:
+        sec = cfg.channels.get(ch)
+        if sec is None:
+            channels[ch] = ChannelConfig(enabled=False)
+        else:
+            channels[ch] = ChannelConfig(
+                enabled=bool(sec.enabled),
+                coupling=sec.coupling,
+                range_v=float(sec.range),
+                offset_v=float(sec.offset),
+            )
+    tb = cfg.timebase
+    interval = tb.sample_interval
+    if interval is None:  # the schema fills it; keep the same rule as a guard
+        duration = tb.duration if tb.duration is not None else 10e-6
+        interval = duration / (tb.samples - 0.1)
+    timebase = TimebaseConfig(
+        sample_interval_s=float(interval),
+        n_samples=int(tb.samples),
+        pretrigger_fraction=float(tb.pretrigger),
+        n_segments=int(tb.segments),
+    )
+    tr = cfg.trigger
+    trigger = TriggerConfig(
+        enabled=bool(tr.enabled),
+        source=str(tr.source),
+        threshold_v=float(tr.level),
+        direction=tr.direction,
+        delay_samples=int(tr.delay),
+        auto_trigger_s=None if tr.auto_timeout == 0 else float(tr.auto_timeout),
+    )
+    sg = cfg.siggen
+    sg_on = bool(sg.enabled) and sg.frequency > 0
+    siggen = SigGenConfig(
+        enabled=sg_on,
+        waveform=sg.waveform,
+        frequency_hz=float(sg.frequency),
+        pk_to_pk_v=float(sg.amplitude),
+        offset_v=float(sg.offset),
+        sweep=sg.sweep,
+        stop_frequency_hz=None if sg.stop_frequency is None else float(sg.stop_frequency),
+        dwell_time_s=None if sg.dwell_time is None else float(sg.dwell_time),
+    )
+    return channels, timebase, trigger, siggen
+
+
+__all__ = ["family_channels", "scope_settings"]
