@@ -1,0 +1,137 @@
+"""Shared helpers of the reliability tests (issue 7): loopback env, free ports, small IOCs.
+
+Not a test module. Everything stays on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+
+LOOPBACK_ENV = {
+    "EPICS_CA_AUTO_ADDR_LIST": "NO",
+    "EPICS_CA_ADDR_LIST": "127.0.0.1",
+    "EPICS_CAS_INTF_ADDR_LIST": "127.0.0.1",
+    "EPICS_CAS_AUTO_BEACON_ADDR_LIST": "NO",
+    "EPICS_CAS_BEACON_ADDR_LIST": "127.0.0.1",
+    "EPICS_PVA_AUTO_ADDR_LIST": "NO",
+    "EPICS_PVA_ADDR_LIST": "127.0.0.1",
+    "EPICS_PVAS_INTF_ADDR_LIST": "127.0.0.1",
+    "EPICS_PVAS_AUTO_BEACON_ADDR_LIST": "NO",
+    "EPICS_PVAS_BEACON_ADDR_LIST": "127.0.0.1",
+}
+
+
+def free_port() -> int:
+    """A port free for both TCP and UDP on 127.0.0.1."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+            t.bind(("127.0.0.1", 0))
+            port = t.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                try:
+                    u.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no free port found on 127.0.0.1")
+
+
+def ca_env(port: int, base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for an IOC serving on ``port`` and clients talking to it (loopback only)."""
+    env = dict(os.environ if base is None else base)
+    env.update(LOOPBACK_ENV)
+    env["EPICS_CA_SERVER_PORT"] = str(port)
+    env["EPICS_CA_ADDR_LIST"] = f"127.0.0.1:{port}"
+    env["EPICS_CA_REPEATER_PORT"] = str(port + 1 if port < 65535 else port - 1)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def wait_until(cond: Callable[[], Any], timeout: float, interval: float = 0.05, what: str = "") -> Any:
+    """Poll ``cond()`` until it returns a truthy value or ``timeout`` expires (then AssertionError)."""
+    deadline = time.monotonic() + timeout
+    last_exc: BaseException | None = None
+    while True:
+        try:
+            val = cond()
+        except Exception as exc:  # noqa: BLE001 - the condition may raise until ready
+            val, last_exc = None, exc
+        if val:
+            return val
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or cond}"
+                                 + (f" (last error: {last_exc!r})" if last_exc else ""))
+        time.sleep(interval)
+
+
+class OutputCollector:
+    """Collect a subprocess' text output in a background thread (so pipes never fill)."""
+
+    def __init__(self, stream) -> None:
+        self.lines: deque[str] = deque(maxlen=200_000)
+        self._cond = threading.Condition()
+        self._t = threading.Thread(target=self._run, args=(stream,), daemon=True)
+        self._t.start()
+
+    def _run(self, stream) -> None:
+        for line in iter(stream.readline, ""):
+            with self._cond:
+                self.lines.append(line)
+                self._cond.notify_all()
+        stream.close()
+
+    def text(self) -> str:
+        with self._cond:
+            return "".join(self.lines)
+
+    def wait_for(self, needle: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not any(needle in ln for ln in self.lines):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+            return True
+
+
+class Proc:
+    """A subprocess with collected stdout+stderr, stopped by PID on exit."""
+
+    def __init__(self, argv: Sequence[str], env: dict[str, str], cwd: str | Path | None = None) -> None:
+        self.argv = list(argv)
+        self.p = subprocess.Popen(self.argv, env=env, cwd=cwd, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True, bufsize=1)
+        self.out = OutputCollector(self.p.stdout)
+
+    def stop(self, timeout: float = 10.0) -> int:
+        if self.p.poll() is None:
+            self.p.terminate()
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait(timeout)
+        return self.p.returncode
+
+    def __enter__(self) -> Proc:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def python_argv(*args: str) -> list[str]:
+    return [sys.executable, "-u", *args]
