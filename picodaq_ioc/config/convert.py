@@ -6,30 +6,38 @@ this module is the one place that maps the configuration model onto them.
 
 from __future__ import annotations
 
-from ..scope.types import ChannelConfig, SigGenConfig, TimebaseConfig, TriggerConfig
+from ..scope import models
+from ..scope.errors import InvalidConfig
+from ..scope.types import CHANNEL_NAMES, ChannelConfig, SigGenConfig, TimebaseConfig, TriggerConfig
 from .schema import Config
 
-# Used only until/unless picodaq_ioc.scope.models provides the family tables.
-_FALLBACK_FAMILY_CHANNELS: dict[str, tuple[str, ...]] = {
-    "2000": ("A", "B"),
-    "2000a": ("A", "B", "C", "D"),
-    "3000a": ("A", "B", "C", "D"),
-    "4000": ("A", "B", "C", "D"),
-    "4000a": ("A", "B", "C", "D", "E", "F", "G", "H"),
-    "5000a": ("A", "B", "C", "D"),
-    "6000": ("A", "B", "C", "D"),
-}
 
-
-def family_channels(family: str) -> tuple[str, ...]:
-    """Channel names of a model family (from the scope model tables when available)."""
+def family_channels(family: str, variant: str | None = None) -> tuple[str, ...]:
+    """Channel names of a model family/variant (from :mod:`picodaq_ioc.scope.models`)."""
     try:
-        from ..scope import models  # noqa: PLC0415 - optional, written by another module
+        return tuple(models.get_model(family, variant).channels)
+    except InvalidConfig:
+        return CHANNEL_NAMES[:4]
 
-        fam = models.get_family(family)
-        return tuple(fam.channels)
-    except Exception:  # models.py absent or different: fall back to the static table
-        return _FALLBACK_FAMILY_CHANNELS.get(str(family), ("A", "B", "C", "D"))
+
+def record_samples(cfg: Config) -> int:
+    """Samples per channel the device will record.
+
+    ``timebase.samples`` when the interval is given; when the record is given as a
+    ``duration`` (picoDAQ's ``sampleTime``) the device keeps the duration and takes
+    ``round(duration / dt)`` samples at the quantised interval ``dt`` — as pico-python's
+    ``setSamplingInterval`` does (16 µs / 3500 requested -> 4 ns x 4000 samples).
+    """
+    tb = cfg.timebase
+    if tb.duration is None:
+        return int(tb.samples)
+    n_ch = sum(1 for s in cfg.channels.values() if s.enabled) or 1
+    try:
+        _, dt = models.quantise_interval(cfg.device.model, tb.sample_interval, variant=cfg.device.variant,
+                                         bits=cfg.device.resolution_bits, n_channels=n_ch)
+    except InvalidConfig:
+        return int(tb.samples)
+    return max(2, int(round(tb.duration / dt)))
 
 
 def scope_settings(
@@ -50,13 +58,13 @@ def scope_settings(
         values; the backend snaps them (see ``Applied``).
     timebase : TimebaseConfig
         Requested sample interval (derived from ``duration``/``samples`` when only those
-        are given), samples, pre-trigger fraction and segments.
+        are given), samples (see :func:`record_samples`), pre-trigger fraction, segments.
     trigger : TriggerConfig
         ``auto_timeout`` 0 is mapped to ``auto_trigger_s=None`` (wait forever).
     siggen : SigGenConfig
         Disabled when ``enabled`` is false or the frequency is 0 (picoDAQ's ``frqSG: 0``).
     """
-    names = list(family_channels(cfg.device.model))
+    names = list(family_channels(cfg.device.model, cfg.device.variant))
     for ch in cfg.channels:  # a channel beyond the family is caught by validation; keep it visible
         if ch not in names:
             names.append(ch)
@@ -79,7 +87,7 @@ def scope_settings(
         interval = duration / (tb.samples - 0.1)
     timebase = TimebaseConfig(
         sample_interval_s=float(interval),
-        n_samples=int(tb.samples),
+        n_samples=record_samples(cfg),
         pretrigger_fraction=float(tb.pretrigger),
         n_segments=int(tb.segments),
     )
@@ -107,4 +115,4 @@ def scope_settings(
     return channels, timebase, trigger, siggen
 
 
-__all__ = ["family_channels", "scope_settings"]
+__all__ = ["family_channels", "record_samples", "scope_settings"]

@@ -11,6 +11,7 @@ import difflib
 import json
 import logging
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from .schema import Config
+from .schema import ALLOWED_SEP, Config
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +51,10 @@ class ConfigError(Exception):
         key: str | None = None,
         value: Any = _MISSING,
         allowed: str | None = None,
+        more: int = 0,
     ) -> None:
         self.problem = problem
+        self.more = more
         self.path = None if path is None else str(path)
         self.key = key
         self.has_value = value is not _MISSING
@@ -72,6 +75,8 @@ class ConfigError(Exception):
             text += f" (got {_show(self.value)})"
         if self.allowed:
             text += f"; allowed: {self.allowed}"
+        if self.more:
+            text += f" [{self.more} more problem{'s' if self.more > 1 else ''} after fixing this]"
         return text
 
     def __str__(self) -> str:
@@ -87,6 +92,25 @@ def _show(value: Any, limit: int = 80) -> str:
 
 
 # --------------------------------------------------------------------------- file reading
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-9`` / ``100E3`` as floats (YAML 1.2 style; PyYAML's
+    YAML 1.1 resolver needs a dot, and picoDAQ files write ``sampleTime: 10E-6``)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
 
 
 def read_mapping(path: str | Path) -> dict[str, Any]:
@@ -118,7 +142,7 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
             ) from None
     else:
         try:
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -286,6 +310,16 @@ def error_from_validation(
         value = _MISSING
     elif typ == "value_error":
         msg = msg.removeprefix("Value error, ")
+        if ALLOWED_SEP in msg:
+            msg, allowed = msg.split(ALLOWED_SEP, 1)
+        head, sep, rest = msg.partition(": ")
+        if sep and isinstance(value, dict) and head in value:
+            # a model-level validator naming the sub-key it is about
+            loc = (*loc, head)
+            value = value[head]
+            msg = rest
+        elif isinstance(value, dict):
+            value = _MISSING
     if typ in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
         msg = "out of range"
         limits = _field_limits(_model_at(loc), str(loc[-1])) if loc else None
@@ -302,9 +336,7 @@ def error_from_validation(
                 value = lk.value
             if lk.scale != 1.0 and allowed:
                 allowed = _rescale_allowed(allowed, lk.scale, lk.unit)
-    if more > 0:
-        msg += f" [and {more} more problem{'s' if more > 1 else ''}]"
-    return ConfigError(msg, path=path, key=key, value=value, allowed=allowed)
+    return ConfigError(msg, path=path, key=key, value=value, allowed=allowed, more=max(more, 0))
 
 
 def _lookup_keymap(keymap: Mapping[tuple, Any], loc: tuple) -> Any:
@@ -374,7 +406,7 @@ def validate_data(
     if check_model:
         from .limits import check_against_model
 
-        check_against_model(cfg, where, keymap)
+        cfg.notices.extend(check_against_model(cfg, where, keymap))
     return cfg
 
 

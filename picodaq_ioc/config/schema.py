@@ -15,11 +15,15 @@ Native YAML/JSON layout::
 
 The original picoDAQ keys (``PSmodel``, ``picoChannels``, ``ChanRanges`` ...) are
 translated to this layout by ``picodaq_ioc.config.legacy`` before validation.
-Units: volts, seconds, hertz.
+Units: volts, seconds, hertz.  Enumerated strings (coupling, direction, waveform, sweep)
+are matched case-insensitively.  Checks against the scope model tables (ranges, channels,
+offsets, memory ...) are in ``picodaq_ioc.config.limits`` and run in ``load_config``.
 """
 
 from __future__ import annotations
 
+import math
+from enum import Enum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
@@ -33,39 +37,97 @@ from ..scope.types import (
 
 ChannelName = Literal["A", "B", "C", "D", "E", "F", "G", "H"]
 Family = Literal["2000", "2000a", "3000a", "4000", "4000a", "5000a", "6000"]
+SourceKind = Literal["muon", "sipm", "geiger", "noise", "siggen"]
+
+#: separator used by validators to hand "what is allowed" to the error formatter
+ALLOWED_SEP = "; allowed: "
+
+
+def _enum_ci(enum: type[Enum], v: Any) -> Any:
+    """Case-insensitive match of a string to an enum value (``rising`` -> ``Rising``)."""
+    if isinstance(v, str):
+        key = v.strip().lower().replace("_", "").replace("-", "").replace(" ", "")
+        for m in enum:
+            if key in (str(m.value).lower(), m.name.lower().replace("_", "")):
+                return m
+    return v
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_enum_values=False)
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, use_enum_values=False, allow_inf_nan=False
+    )
 
 
 class DeviceSection(_Strict):
-    backend: Literal["sim", "picoscope"] = "sim"
-    model: Family = "2000a"
-    variant: str | None = None  # e.g. "2206B"; selects max sample rate / ranges where known
-    serial: str | None = None
-    resolution_bits: int | None = Field(default=None, ge=8, le=16)
+    """Which scope (or simulator) and which model family its tables come from."""
+
+    backend: Literal["sim", "picoscope"] = Field(
+        default="sim", description="`sim` (simulated scope) or `picoscope` (hardware via pico-python)")
+    model: Family = Field(default="2000a", description="model family (driver), picoDAQ `PSmodel`")
+    variant: str | None = Field(
+        default=None, description="e.g. `2206B`; selects max sample rate / ranges where known")
+    serial: str | None = Field(default=None, description="open this unit (hardware); null = first found")
+    resolution_bits: int | None = Field(
+        default=None, ge=8, le=16, description="ADC resolution (flexible-resolution models only)")
 
     @field_validator("model", mode="before")
     @classmethod
     def _model_str(cls, v: Any) -> Any:
         # YAML reads `PSmodel: 2000` as an int; the original picoDAQ coerced it to str.
-        return str(v).lower() if isinstance(v, (int, str)) else v
+        if isinstance(v, bool):
+            return v
+        if isinstance(v, int):
+            return str(v)
+        if isinstance(v, str):
+            s = v.strip().lower()
+            return s[2:] if s.startswith("ps") else s
+        return v
 
 
 class ChannelSection(_Strict):
-    enabled: bool = True
-    range: float = Field(default=0.2, gt=0, description="requested ± full scale, V")
-    coupling: Coupling = Coupling.DC
-    offset: float = 0.0
+    """One input channel. Channels not listed are disabled."""
+
+    enabled: bool = Field(default=True, description="acquire this channel")
+    range: float = Field(
+        default=0.2, gt=0, description="requested ± full scale, V; snapped up to the next hardware range")
+    coupling: Coupling = Field(default=Coupling.DC, description="AC, DC (1 MΩ) or DC50 (50 Ω, some models)")
+    offset: float = Field(
+        default=0.0, description="analogue offset, V, added before digitisation (V = raw·range/max − offset)")
+
+    @field_validator("coupling", mode="before")
+    @classmethod
+    def _coupling(cls, v: Any) -> Any:
+        return _enum_ci(Coupling, v)
 
 
 class TimebaseSection(_Strict):
-    sample_interval: float | None = Field(default=None, gt=0)
-    duration: float | None = Field(default=None, gt=0, description="total record length, s")
-    samples: int = Field(default=200, ge=2, le=100_000_000)
-    pretrigger: float = Field(default=0.05, ge=0.0, le=1.0)
-    segments: int = Field(default=1, ge=1, le=1_000_000)
+    """Sampling. Give ``sample_interval`` (native) or ``duration`` (picoDAQ ``sampleTime``)."""
+
+    sample_interval: float | None = Field(
+        default=None, gt=0, le=1.0,
+        description="requested s per sample; the device takes the fastest interval ≤ this; "
+        "default duration/(samples − 0.1)")
+    duration: float | None = Field(
+        default=None, gt=0, le=3600.0,
+        description="total record length, s (picoDAQ `sampleTime`); default 10 µs if no interval")
+    samples: int = Field(default=200, ge=2, le=100_000_000, description="samples per channel and event")
+    pretrigger: float = Field(default=0.05, ge=0.0, le=1.0, description="fraction of samples before the trigger")
+    segments: int = Field(default=1, ge=1, le=1_000_000, description="> 1: rapid block with this many segments")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _both(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            si, du, n = data.get("sample_interval"), data.get("duration"), data.get("samples", 200)
+            nums = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (si, du, n))
+            if si is not None and du is not None and nums and n > 1:
+                expect = du / (n - 0.1)
+                if not math.isclose(si, expect, rel_tol=1e-6):
+                    raise ValueError(
+                        f"sample_interval: disagrees with duration {du:g} s / {n} samples"
+                        f"{ALLOWED_SEP}give only one of sample_interval and duration")
+        return data
 
     @model_validator(mode="after")
     def _interval(self) -> TimebaseSection:
@@ -77,85 +139,147 @@ class TimebaseSection(_Strict):
 
 
 class TriggerSection(_Strict):
-    enabled: bool = True
-    source: str = "A"
-    level: float = 0.0
-    direction: Direction = Direction.RISING
-    delay: int = Field(default=0, ge=0, le=2**31 - 1, description="samples")
-    auto_timeout: float = Field(default=1.0, ge=0.0, le=3600.0, description="s; 0 = wait forever")
+    """Simple edge/level trigger on one channel (or EXT)."""
 
-    @field_validator("source")
+    enabled: bool = Field(default=True, description="false: free-running (auto) capture")
+    source: str = Field(default="A", description="channel A–H (must be enabled) or EXT")
+    level: float = Field(default=0.0, description="threshold, V (must lie inside the source channel's range)")
+    direction: Direction = Field(
+        default=Direction.RISING, description="Above, Below, Rising, Falling or RiseOrFall")
+    delay: int = Field(default=0, ge=0, le=2**31 - 1, description="samples from trigger to capture start")
+    auto_timeout: float = Field(
+        default=1.0, ge=0.0, le=3600.0, description="s without trigger until an auto-trigger; 0 = wait forever")
+
+    @field_validator("source", mode="before")
     @classmethod
-    def _source(cls, v: str) -> str:
-        v = str(v).upper()
-        if v not in ("A", "B", "C", "D", "E", "F", "G", "H", "EXT"):
-            raise ValueError("must be a channel A-H or EXT")
-        return v
+    def _source(cls, v: Any) -> Any:
+        if not isinstance(v, str):
+            return v  # the str type check reports it
+        s = v.strip().upper()
+        if s in ("EXTERNAL", "EXT"):
+            return "EXT"
+        if s not in ("A", "B", "C", "D", "E", "F", "G", "H"):
+            raise ValueError(f"not a trigger source{ALLOWED_SEP}a channel A-H (enabled) or EXT")
+        return s
+
+    @field_validator("direction", mode="before")
+    @classmethod
+    def _direction(cls, v: Any) -> Any:
+        return _enum_ci(Direction, v)
 
 
 class SigGenSection(_Strict):
-    enabled: bool = False
-    waveform: WaveType = WaveType.SINE
-    frequency: float = Field(default=100e3, ge=0.0)
+    """Built-in signal generator (picoDAQ's demo loops it back into channel B)."""
+
+    enabled: bool = Field(default=False, description="generator on (frequency 0 also means off)")
+    waveform: WaveType = Field(default=WaveType.SINE, description="built-in waveform")
+    frequency: float = Field(default=100e3, ge=0.0, description="(start) frequency, Hz")
     amplitude: float = Field(default=0.4, ge=0.0, description="peak-to-peak, V")
-    offset: float = 0.0
-    sweep: SweepType = SweepType.UP_DOWN
-    stop_frequency: float | None = Field(default=None, ge=0.0)
-    dwell_time: float | None = Field(default=None, gt=0.0)
+    offset: float = Field(default=0.0, description="DC offset, V")
+    sweep: SweepType = Field(default=SweepType.UP_DOWN, description="sweep type if stop_frequency is set")
+    stop_frequency: float | None = Field(
+        default=None, ge=0.0, description="sweep stop frequency, Hz; null = fixed frequency")
+    dwell_time: float | None = Field(default=None, gt=0.0, description="s per 10 Hz sweep step")
+
+    @field_validator("waveform", mode="before")
+    @classmethod
+    def _wave(cls, v: Any) -> Any:
+        return _enum_ci(WaveType, v)
+
+    @field_validator("sweep", mode="before")
+    @classmethod
+    def _sweep(cls, v: Any) -> Any:
+        return _enum_ci(SweepType, v)
 
 
 class BufferSection(_Strict):
-    n_buffers: int = Field(default=16, ge=2, le=1_000_000)
-    log_file: str | None = None
-    verbose: int = Field(default=1, ge=0, le=3)
-    log_time: float = Field(default=60.0, gt=0.0)
+    """Buffer manager (picoDAQ BMconfig)."""
+
+    n_buffers: int = Field(default=16, ge=2, le=1_000_000, description="ring slots (events)")
+    log_file: str | None = Field(default=None, description="prefix of the run log file; null = no file")
+    verbose: int = Field(default=1, ge=0, le=3, description="print level")
+    log_time: float = Field(default=60.0, gt=0.0, le=86400.0, description="s between periodic rate log lines")
+
+
+#: keys meaningful for each source kind (others are rejected)
+SOURCE_KEYS: dict[str, frozenset[str]] = {
+    "muon": frozenset({"kind", "channels", "rate", "amplitude", "amplitude_spread", "rise", "flat", "fall",
+                       "decay_fraction", "lifetime", "channel_delays", "jitter"}),
+    "sipm": frozenset({"kind", "channels", "rate", "amplitude", "amplitude_spread", "rise", "flat", "fall",
+                       "crosstalk", "gain_spread", "jitter"}),
+    "geiger": frozenset({"kind", "channels", "rate", "amplitude", "amplitude_spread", "rise", "flat", "fall",
+                         "dead_time", "jitter"}),
+    "noise": frozenset({"kind", "channels", "rms"}),
+    "siggen": frozenset({"kind", "channels", "amplitude_spread"}),
+}
 
 
 class SourceSection(_Strict):
-    """One simulated signal source. Unused keys of other kinds are rejected."""
+    """One simulated signal source. Keys that do not apply to its ``kind`` are rejected."""
 
-    kind: Literal["muon", "sipm", "geiger", "noise", "siggen"]
-    channels: list[ChannelName] = Field(default_factory=lambda: ["A"], min_length=1)
-    rate: float = Field(default=10.0, ge=0.0, le=1e9, description="Hz")
-    amplitude: float = Field(default=-0.04, description="V, sign gives the polarity")
-    amplitude_spread: float = Field(default=0.2, ge=0.0, le=10.0, description="relative sigma")
-    # pulse shape (trapezoid; fall is the decay time constant of an exponential tail if tail: true)
-    rise: float = Field(default=20e-9, ge=0.0)
-    flat: float = Field(default=12e-9, ge=0.0)
-    fall: float = Field(default=128e-9, gt=0.0)
-    # muon
-    decay_fraction: float = Field(default=0.0, ge=0.0, le=1.0)
-    lifetime: float = Field(default=2.1969811e-6, gt=0.0)
-    channel_delays: list[float] | None = None  # per listed channel, s
-    jitter: float = Field(default=0.0, ge=0.0)
-    # sipm
-    crosstalk: float = Field(default=0.0, ge=0.0, lt=1.0)
-    gain_spread: float = Field(default=0.1, ge=0.0)
-    # geiger
-    dead_time: float = Field(default=100e-6, ge=0.0)
-    # noise
-    rms: float | None = Field(default=None, ge=0.0)
+    kind: SourceKind = Field(description="muon, sipm, geiger, noise or siggen (generator loopback)")
+    channels: list[ChannelName] = Field(
+        default_factory=lambda: ["A"], min_length=1, description="channels the source feeds")
+    rate: float = Field(default=10.0, ge=0.0, le=1e9, description="Poisson rate, Hz")
+    amplitude: float = Field(
+        default=-0.04, ge=-100.0, le=100.0, description="pulse height, V; the sign gives the polarity")
+    amplitude_spread: float = Field(default=0.2, ge=0.0, le=10.0, description="relative sigma of the height")
+    rise: float = Field(default=20e-9, ge=0.0, le=1.0, description="pulse rise time, s")
+    flat: float = Field(default=12e-9, ge=0.0, le=1.0, description="pulse flat top, s")
+    fall: float = Field(default=128e-9, gt=0.0, le=1.0, description="pulse fall time, s")
+    decay_fraction: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="muon: fraction of events with a decay second pulse")
+    lifetime: float = Field(default=2.1969811e-6, gt=0.0, le=1.0, description="muon: decay lifetime, s")
+    channel_delays: list[float] | None = Field(
+        default=None, description="muon: per listed channel, s, added to the pulse time")
+    jitter: float = Field(default=0.0, ge=0.0, le=1.0, description="Gaussian time jitter per channel, s")
+    crosstalk: float = Field(default=0.0, ge=0.0, lt=1.0, description="sipm: optical crosstalk probability")
+    gain_spread: float = Field(default=0.1, ge=0.0, le=10.0, description="sipm: relative sigma of one p.e.")
+    dead_time: float = Field(default=100e-6, ge=0.0, le=1.0, description="geiger: tube dead time, s")
+    rms: float | None = Field(default=None, ge=0.0, le=100.0, description="noise: rms, V")
+
+    @model_validator(mode="after")
+    def _kind_keys(self) -> SourceSection:
+        extra = sorted(set(self.model_fields_set) - SOURCE_KEYS[self.kind])
+        if extra:
+            raise ValueError(
+                f"{extra[0]}: does not apply to a {self.kind} source"
+                f"{ALLOWED_SEP}{', '.join(sorted(SOURCE_KEYS[self.kind]))}")
+        if len(set(self.channels)) != len(self.channels):
+            raise ValueError(f"channels: a channel is listed twice{ALLOWED_SEP}each channel once")
+        if self.channel_delays is not None:
+            if len(self.channel_delays) != len(self.channels):
+                raise ValueError(
+                    f"channel_delays: {len(self.channel_delays)} values for {len(self.channels)} channels"
+                    f"{ALLOWED_SEP}one delay (s) per entry of channels")
+            if any(abs(d) > 1.0 for d in self.channel_delays):
+                raise ValueError(f"channel_delays: delay too large{ALLOWED_SEP}|delay| <= 1 s")
+        return self
 
 
 class SimulationSection(_Strict):
-    seed: int = Field(default=1, ge=0)
-    realtime: bool = True
-    noise_rms: float = Field(default=0.5e-3, ge=0.0, description="white noise on every channel, V")
+    """The simulated scope (used when ``device.backend`` is ``sim``)."""
+
+    seed: int = Field(default=1, ge=0, le=2**63 - 1, description="seed of all random streams")
+    realtime: bool = Field(default=True, description="pace to the wall clock (off in tests)")
+    noise_rms: float = Field(default=0.5e-3, ge=0.0, le=100.0, description="white noise on every channel, V")
     readout_overhead: float | None = Field(
-        default=None, ge=0.0, description="s per block; default 0.4 ms + 0.13 ms/channel + transfer")
-    rearm_time: float = Field(default=1e-6, ge=0.0, description="s between rapid-block segments")
+        default=None, ge=0.0, le=10.0,
+        description="s per block; default 0.4 ms + 0.13 ms/channel + transfer")
+    rearm_time: float = Field(default=1e-6, ge=0.0, le=1.0, description="s between rapid-block segments")
     count_host_time: bool = Field(
         default=True, description="host time between read() and arm() is dead time on the sim clock")
-    siggen_channel: ChannelName | None = None  # generator output looped back into this channel
-    sources: list[SourceSection] = Field(default_factory=list)
+    siggen_channel: ChannelName | None = Field(
+        default=None, description="generator output looped back into this channel")
+    sources: list[SourceSection] = Field(default_factory=list, description="signal sources")
 
 
 class AnalysisSection(BaseModel):
-    """One analysis module: ``module`` is a built-in name or ``pkg.mod:Class``."""
+    """One analysis module: ``module`` is a built-in name or ``pkg.mod:Class``; other keys are its params."""
 
     model_config = ConfigDict(extra="allow")
-    module: str
-    name: str | None = None
+    module: str = Field(description="built-in name (e.g. `pulse`) or import path `pkg.mod:Class`")
+    name: str | None = Field(default=None, description="PV prefix / instance name (default from module)")
 
 
 def _default_channels() -> dict[str, ChannelSection]:
@@ -163,6 +287,8 @@ def _default_channels() -> dict[str, ChannelSection]:
 
 
 class Config(_Strict):
+    """The whole configuration (see the module docstring for the layout)."""
+
     device: DeviceSection = Field(default_factory=DeviceSection)
     channels: dict[ChannelName, ChannelSection] = Field(default_factory=_default_channels)
     timebase: TimebaseSection = Field(default_factory=TimebaseSection)
@@ -173,6 +299,13 @@ class Config(_Strict):
     analysis: list[AnalysisSection] = Field(default_factory=list)
     source_file: str | None = Field(default=None, exclude=True)
     _notices: list[str] = PrivateAttr(default_factory=list)
+
+    @field_validator("channels", mode="before")
+    @classmethod
+    def _upper_channels(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            return {(k.upper() if isinstance(k, str) else k): val for k, val in v.items()}
+        return v
 
     @property
     def notices(self) -> list[str]:
