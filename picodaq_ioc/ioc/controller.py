@@ -1,0 +1,230 @@
+"""The IOC's handle on a DAQ session: requested settings, serialised device calls, run control.
+
+All backend and buffer-manager calls run off the event loop: settings and run control on
+one dedicated worker thread (never two device calls at once), blocking waits in
+``asyncio.to_thread``. Listeners (the PV groups) are told about every new ``Applied``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Optional
+
+from ..daq.events import RunState, RunStats
+from ..scope.errors import InvalidConfig, ScopeError
+from ..scope.types import Applied, ChannelConfig, SigGenConfig, TimebaseConfig, TriggerConfig
+
+log = logging.getLogger("picodaq_ioc.ioc")
+
+Listener = Callable[[Applied], Awaitable[None]]
+
+
+class PutRefused(ValueError):
+    """A put the device or the run state does not allow (reported to the CA client)."""
+
+
+def explain(ex: BaseException) -> str:
+    """One line naming the field and what is allowed (for CA errors and StatusMessage_RBV)."""
+    if isinstance(ex, InvalidConfig):
+        parts = [str(ex)]
+        if ex.field and ex.field not in str(ex):
+            parts.insert(0, f"{ex.field}:")
+        if ex.allowed and ex.allowed not in str(ex):
+            parts.append(f"(allowed: {ex.allowed})")
+        return " ".join(parts)
+    return f"{type(ex).__name__}: {ex}" if not isinstance(ex, (PutRefused, ValueError)) else str(ex)
+
+
+class Controller:
+    """Serialises settings and run control of one ``DaqSession``.
+
+    Parameters
+    ----------
+    session
+        A ``picodaq_ioc.session.DaqSession`` (``.bm``, ``.info``, ``.applied``,
+        ``update_settings``, ``start``/``pause``/``resume``/``stop``/``close``).
+    channels, timebase, trigger, siggen
+        The requested settings (the setpoints), normally from ``scope_settings(cfg)``.
+    """
+
+    def __init__(self, session: Any, channels: Mapping[str, ChannelConfig], timebase: TimebaseConfig,
+                 trigger: TriggerConfig, siggen: SigGenConfig) -> None:
+        self.session = session
+        self.bm = session.bm
+        self.info = session.info
+        self.channels: dict[str, ChannelConfig] = dict(channels)
+        self.timebase = timebase
+        self.trigger = trigger
+        self.siggen = siggen
+        self.applied: Optional[Applied] = getattr(session, "applied", None) or self.bm.applied
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="picodaq-ctl")
+        self._lock: Optional[asyncio.Lock] = None
+        self.listeners: list[Listener] = []
+        self.run_listeners: list[Callable[[], None]] = []
+        self.last_summary: Any = None
+        self.closed = False
+
+    # ---------------------------------------------------------------- plumbing
+    @property
+    def lock(self) -> asyncio.Lock:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        return self._lock
+
+    async def call(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        """Run ``fn`` on the device worker thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kw))
+
+    async def stats(self) -> RunStats:
+        return await asyncio.to_thread(self.bm.stats)
+
+    @property
+    def state(self) -> RunState:
+        return self.bm.state
+
+    async def _notify(self, applied: Applied) -> None:
+        self.applied = applied
+        for fn in list(self.listeners):
+            try:
+                await fn(applied)
+            except Exception:  # a listener must not break the put
+                log.exception("listener failed after reconfiguration")
+
+    # ---------------------------------------------------------------- settings
+    async def update(self, what: str, *, channels: Mapping[str, ChannelConfig] | None = None,
+                     timebase: TimebaseConfig | None = None, trigger: TriggerConfig | None = None,
+                     siggen: SigGenConfig | None = None) -> Applied:
+        """Apply new settings atomically (stop, reconfigure, resume while running).
+
+        Raises ``PutRefused`` with a clear message when the device refuses; the old
+        configuration then stays in place.
+        """
+        async with self.lock:
+            kw: dict[str, Any] = {}
+            if channels is not None:
+                kw["channels"] = dict(channels)
+            if timebase is not None:
+                kw["timebase"] = timebase
+            if trigger is not None:
+                kw["trigger"] = trigger
+            if siggen is not None:
+                kw["siggen"] = siggen
+            t0 = time.monotonic()
+            try:
+                applied = await self.call(self.session.update_settings, **kw)
+            except (InvalidConfig, ValueError) as ex:
+                raise PutRefused(f"{what}: {explain(ex)}") from ex
+            except ScopeError as ex:
+                raise PutRefused(f"{what}: device error: {explain(ex)}") from ex
+            if channels is not None:
+                self.channels = dict(channels)
+            if timebase is not None:
+                self.timebase = timebase
+            if trigger is not None:
+                self.trigger = trigger
+            if siggen is not None:
+                self.siggen = siggen
+            log.info("applied %s (generation %s, %.1f ms)", what,
+                     getattr(applied, "config_generation", "?"), 1e3 * (time.monotonic() - t0))
+            await self._notify(applied)
+            return applied
+
+    async def set_channel(self, ch: str, what: str, **changes: Any) -> Applied:
+        new = dict(self.channels)
+        new[ch] = dataclasses.replace(self.channels[ch], **changes)
+        return await self.update(what, channels=new)
+
+    async def set_timebase(self, what: str, **changes: Any) -> Applied:
+        return await self.update(what, timebase=dataclasses.replace(self.timebase, **changes))
+
+    async def set_trigger(self, what: str, **changes: Any) -> Applied:
+        return await self.update(what, trigger=dataclasses.replace(self.trigger, **changes))
+
+    async def set_siggen(self, what: str, **changes: Any) -> Applied:
+        return await self.update(what, siggen=dataclasses.replace(self.siggen, **changes))
+
+    async def resize(self, n: int) -> int:
+        async with self.lock:
+            fn = getattr(self.session, "resize", None) or self.bm.resize
+            try:
+                await self.call(fn, int(n))
+            except (InvalidConfig, ValueError, RuntimeError) as ex:
+                raise PutRefused(f"Buffer:Size: {explain(ex)}") from ex
+            return int(self.bm.stats().n_buffers)
+
+    # ---------------------------------------------------------------- run control
+    async def start(self, max_events: int | None) -> bool:
+        """Start a run unless one is in progress. Returns True when a new run began."""
+        async with self.lock:
+            if self.state in (RunState.RUNNING, RunState.PAUSED):
+                return False
+            for fn in list(self.run_listeners):
+                fn()
+            try:
+                await self.call(self.session.start, max_events=max_events or None)
+            except ScopeError as ex:
+                raise PutRefused(f"Acquire: {explain(ex)}") from ex
+            log.info("run started (max_events=%s)", max_events or "unlimited")
+            return True
+
+    async def stop(self) -> Any:
+        async with self.lock:
+            if self.state not in (RunState.RUNNING, RunState.PAUSED):
+                return None
+            summary = await self.call(self.session.stop)
+            self.last_summary = summary
+            log.info("run stopped")
+            return summary
+
+    async def pause(self) -> None:
+        async with self.lock:
+            if self.state == RunState.PAUSED:
+                return
+            if self.state != RunState.RUNNING:
+                raise PutRefused(f"Pause: no run in progress (State is {self.state.value})")
+            await self.call(self.session.pause)
+
+    async def resume(self) -> None:
+        async with self.lock:
+            if self.state == RunState.PAUSED:
+                await self.call(self.session.resume)
+
+    async def wait_processed(self, n: int) -> bool:
+        """Wait until ``n`` events were processed by every obligatory consumer, or the run ended.
+
+        Returns True when ``n`` was reached.
+        """
+        while True:
+            done = await asyncio.to_thread(self.bm.wait_processed, n, 0.5)
+            if done:
+                return True
+            if self.state not in (RunState.RUNNING, RunState.PAUSED):
+                # the run ended (stopped by the user or an error): one last look
+                return bool(await asyncio.to_thread(self.bm.wait_processed, n, 0.0))
+
+    # ---------------------------------------------------------------- shutdown
+    def shutdown(self, timeout: float = 10.0) -> Any:
+        """Stop a run (writing the summary) and close the session. Thread-safe, idempotent."""
+        if self.closed:
+            return self.last_summary
+        self.closed = True
+        summary = None
+        try:
+            if self.bm.state in (RunState.RUNNING, RunState.PAUSED):
+                summary = self._executor.submit(self.session.stop).result(timeout)
+                self.last_summary = summary
+        except Exception:
+            log.exception("stopping the run at shutdown failed")
+        try:
+            self._executor.submit(self.session.close).result(timeout)
+        except Exception:
+            log.exception("closing the session failed")
+        self._executor.shutdown(wait=False)
+        return summary

@@ -1,0 +1,38 @@
+"""Common base of the IOC's PV groups: access to the controller held by the root group."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from caproto.server import PVGroup
+
+from ...scope.types import Applied
+
+
+class PicoGroup(PVGroup):
+    """A PVGroup that reaches the IOC root (``self.root``) and its controller (``self.ctl``)."""
+
+    @property
+    def root(self) -> Any:
+        g: Any = self
+        while getattr(g, "parent", None) is not None:
+            g = g.parent
+        return g
+
+    @property
+    def ctl(self) -> Any:
+        ctl = getattr(self.root, "ctl", None)
+        if ctl is None:
+            raise RuntimeError("the IOC has no device session (definition-only instance)")
+        return ctl
+
+    async def show_requested(self, ctl: Any) -> None:
+        """Write the setpoints from the controller's requested settings (no putters)."""
+
+    async def show_applied(self, applied: Applied) -> None:
+        """Write the readbacks from what the device applied."""
+
+
+async def init_write(pv: Any, value: Any) -> None:
+    """Write a setpoint without running its putter (initial values, mirrors)."""
+    await pv.write(value, verify_value=False)

@@ -1,0 +1,178 @@
+"""Waveform publishing: a random consumer of the buffer manager at a bounded rate.
+
+A thread asks the buffer manager for the newest event (``wait_latest``) at most
+``max_rate`` times per second, converts it to volts (vectorised, in the thread) and hands
+it to the event loop, where only the *latest* hand-over is kept ("latest event wins").
+Acquisition never waits for this thread, and caproto's send loop is never offered more
+than ``max_rate`` updates per second (research notes §0 finding 2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from ..daq.events import EventBatch
+from ..scope.types import Applied
+
+log = logging.getLogger("picodaq_ioc.ioc.publisher")
+
+
+@dataclass
+class Frame:
+    """One event prepared for the PVs (arrays are read-only)."""
+
+    applied: Applied
+    volts: dict[str, np.ndarray]  # float32 per enabled channel
+    overflow: dict[str, bool]
+    event_number: int
+    t_trigger: float
+    timestamp: float  # wall-clock time the frame was taken (the PVs' timestamp)
+
+
+def frame_from_batch(batch: EventBatch) -> Frame:
+    """Volts of the last event of ``batch`` for each of its channels."""
+    i = len(batch) - 1
+    volts: dict[str, np.ndarray] = {}
+    overflow: dict[str, bool] = {}
+    for j, ch in enumerate(batch.channels):
+        v = batch.applied.to_volts(ch, batch.raw[i, j, :], dtype=np.float32)
+        v = np.ascontiguousarray(v, dtype=np.float32)
+        v.flags.writeable = False
+        volts[ch] = v
+        overflow[ch] = bool(batch.overflow[i, j])
+    return Frame(applied=batch.applied, volts=volts, overflow=overflow,
+                 event_number=int(batch.event_number[i]), t_trigger=float(batch.t_trigger[i]),
+                 timestamp=time.time())
+
+
+class WaveformPublisher:
+    """Bounded-rate random consumer feeding an asyncio coroutine with the latest frame."""
+
+    def __init__(self, bm: Any, max_rate: float = 20.0) -> None:
+        self.bm = bm
+        self._max_rate = float(max_rate)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._reset = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._latest: Optional[Frame] = None
+        self._ready: Optional[asyncio.Event] = None
+        self._published: deque[float] = deque(maxlen=4096)
+        self.frames_taken = 0
+        self.frames_published = 0
+        self.errors = 0
+
+    # ------------------------------------------------------------- control
+    @property
+    def max_rate(self) -> float:
+        return self._max_rate
+
+    @max_rate.setter
+    def max_rate(self, value: float) -> None:
+        self._max_rate = max(0.0, float(value))
+        self._wake.set()
+
+    def new_run(self) -> None:
+        """Event numbers restart at 1: forget the last one seen."""
+        self._reset.set()
+        self._wake.set()
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._ready = asyncio.Event()
+        self._thread = threading.Thread(target=self._run, name="picodaq-publisher", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+
+    # ------------------------------------------------------------- thread side
+    def _run(self) -> None:
+        last = 0
+        next_t = 0.0
+        while not self._stop.is_set():
+            if self._reset.is_set():
+                self._reset.clear()
+                last = 0
+            rate = self._max_rate
+            if rate <= 0:
+                self._wake.wait(0.5)
+                self._wake.clear()
+                continue
+            now = time.monotonic()
+            if now < next_t:
+                self._wake.wait(next_t - now)
+                self._wake.clear()
+                continue
+            try:
+                batch = self.bm.wait_latest(last, 0.25)
+            except Exception:
+                self.errors += 1
+                log.exception("wait_latest failed")
+                self._stop.wait(0.5)
+                continue
+            if batch is None or len(batch) == 0:
+                continue
+            number = int(batch.event_number[-1])
+            if number <= last:
+                continue
+            last = number
+            next_t = max(now, next_t) + 1.0 / rate
+            if next_t < time.monotonic():  # fell behind (slow loop): do not burst to catch up
+                next_t = time.monotonic() + 1.0 / rate
+            try:
+                frame = frame_from_batch(batch)
+            except Exception:
+                self.errors += 1
+                log.exception("preparing a waveform frame failed")
+                continue
+            self.frames_taken += 1
+            loop = self._loop
+            if loop is None or loop.is_closed():
+                return
+            try:
+                loop.call_soon_threadsafe(self._hand_over, frame)
+            except RuntimeError:  # loop closed during shutdown
+                return
+
+    # ------------------------------------------------------------- loop side
+    def _hand_over(self, frame: Frame) -> None:
+        self._latest = frame  # latest event wins
+        if self._ready is not None:
+            self._ready.set()
+
+    async def frames(self, write: Callable[[Frame], Any]) -> None:
+        """Forever: await the next frame and ``await write(frame)`` (exceptions are logged)."""
+        assert self._ready is not None, "start() first"
+        while True:
+            await self._ready.wait()
+            self._ready.clear()
+            frame, self._latest = self._latest, None
+            if frame is None:
+                continue
+            try:
+                await write(frame)
+            except Exception:
+                self.errors += 1
+                log.exception("publishing a waveform frame failed")
+                continue
+            self.frames_published += 1
+            self._published.append(time.monotonic())
+
+    def rate(self, window: float = 2.0) -> float:
+        """Frames published per second over the last ``window`` seconds."""
+        now = time.monotonic()
+        n = sum(1 for t in self._published if now - t <= window)
+        return n / window
