@@ -53,7 +53,6 @@ def ca_env(port: int, base: dict[str, str] | None = None) -> dict[str, str]:
     env.update(LOOPBACK_ENV)
     env["EPICS_CA_SERVER_PORT"] = str(port)
     env["EPICS_CA_ADDR_LIST"] = f"127.0.0.1:{port}"
-    env["EPICS_CA_REPEATER_PORT"] = str(port + 1 if port < 65535 else port - 1)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env["PYTHONUNBUFFERED"] = "1"
     return env
@@ -131,6 +130,19 @@ class Proc:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def run_client(argv: Sequence[str], env: dict[str, str], timeout: float = 60.0) -> tuple[int, str, str]:
+    """Run a short-lived client process; output goes through temporary files, not pipes, because
+    libca may spawn a caRepeater daemon that inherits (and would hold open) the pipes."""
+    import tempfile
+
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        p = subprocess.run(list(argv), env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                           timeout=timeout, text=True)
+        out.seek(0)
+        err.seek(0)
+        return p.returncode, out.read(), err.read()
 
 
 def python_argv(*args: str) -> list[str]:

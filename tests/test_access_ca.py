@@ -1,0 +1,195 @@
+"""Access security and the put log over real Channel Access (127.0.0.1 only).
+
+A small caproto IOC of our own (this file run as a script) with ``apply_acf`` and
+``install_putlog``; two clients that differ only in their CA user name: one may write, the
+other gets the access-rights refusal and can still read. pyepics (C libca) is checked too:
+it sees the rights announced by the server and refuses the put itself.
+"""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import pytest
+from reliability_helpers import Proc, ca_env, free_port, python_argv, run_client, wait_until
+
+pytestmark = pytest.mark.ca
+
+ACF = textwrap.dedent("""\
+    UAG(operators) { alice }
+    ASG(DEFAULT) {
+        RULE(1, READ)
+        RULE(1, WRITE, TRAPWRITE) { UAG(operators) }
+    }
+    ASG(LOCKED) { RULE(1, READ) }
+""")
+
+
+def _serve(prefix: str, acf_path: str, putlog_path: str) -> None:  # runs in the IOC subprocess
+    import logging
+
+    from caproto.server import PVGroup, pvproperty, run
+
+    from picodaq_ioc.ioc.access import apply_acf, load_acf
+    from picodaq_ioc.ioc.putlog import install_putlog
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(name)s %(levelname)s %(message)s")
+
+    class Group(PVGroup):
+        Setting = pvproperty(value=1.0, upper_ctrl_limit=10.0, lower_ctrl_limit=-10.0)
+        Setting_RBV = pvproperty(value=1.0, read_only=True)
+        Locked = pvproperty(value=5)
+
+        @Setting.putter
+        async def Setting(self, instance, value):
+            await self.Setting_RBV.write(value)
+            return value
+
+    grp = Group(prefix=prefix)
+    apply_acf(grp.pvdb, load_acf(acf_path), {f"{prefix}Locked": "LOCKED"})
+    install_putlog(grp.pvdb, putlog_path)
+    print("IOC READY", flush=True)
+    run(grp.pvdb, interfaces=["127.0.0.1"])
+
+
+@pytest.fixture(scope="module")
+def acf_ioc(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("acf")
+    acf = tmp / "test.acf"
+    acf.write_text(ACF)
+    putlog = tmp / "put.log"
+    port = free_port()
+    env = ca_env(port)
+    prefix = "ACFT:"
+    with Proc(python_argv(__file__, prefix, str(acf), str(putlog)), env) as ioc:
+        assert ioc.out.wait_for("IOC READY", 20), ioc.out.text()
+        yield {"port": port, "env": env, "prefix": prefix, "putlog": putlog, "proc": ioc}
+
+
+@pytest.fixture()
+def ca_context(acf_ioc, monkeypatch):
+    """Factory of caproto threading-client contexts with a given CA user name."""
+    from caproto.threading.client import Context, SharedBroadcaster
+
+    for key, val in acf_ioc["env"].items():
+        if key.startswith("EPICS_"):
+            monkeypatch.setenv(key, val)
+    made = []
+
+    def make(user: str, host: str = "testhost"):
+        ctx = Context(SharedBroadcaster(), client_name=user, host_name=host)
+        made.append(ctx)
+        return ctx
+
+    yield make
+    for ctx in made:
+        ctx.disconnect()
+
+
+_CAPROTO_CLIENT = """
+import sys
+from caproto.sync.client import read, write
+from caproto._utils import ErrorResponseReceived
+name, value = sys.argv[1], float(sys.argv[2])
+try:
+    write(name, [value], notify=True, timeout=5, repeater=False)
+    print('PUT ok', flush=True)
+except ErrorResponseReceived as exc:
+    print('PUT refused', exc.args[0].error_message, flush=True)
+print('VALUE', read(name, timeout=5, repeater=False).data[0], flush=True)
+"""
+
+
+def _caproto_put(env: dict, user: str, pvname: str, value: float) -> dict[str, str]:
+    """caproto's sync client in its own process, announcing ``user`` (getpass reads LOGNAME)."""
+    env = dict(env, LOGNAME=user, USER=user)
+    rc, out, err = run_client(python_argv("-c", _CAPROTO_CLIENT, pvname, str(value)), env)
+    assert rc == 0, err
+    return dict(ln.split(" ", 1) for ln in out.splitlines() if " " in ln)
+
+
+def test_two_users_one_writes_other_refused(acf_ioc, ca_context) -> None:
+    from caproto import AccessRights
+
+    p = acf_ioc["prefix"]
+    # the rights each client is told at channel creation
+    alice_pv, alice_rbv = ca_context("alice").get_pvs(p + "Setting", p + "Setting_RBV", timeout=5)
+    (eve_pv,) = ca_context("eve").get_pvs(p + "Setting", timeout=5)
+    for pv in (alice_pv, alice_rbv, eve_pv):
+        pv.wait_for_connection(timeout=10)
+    assert alice_pv.access_rights == AccessRights.READ | AccessRights.WRITE
+    assert alice_rbv.access_rights == AccessRights.READ  # read-only PV, whatever the ACF says
+    assert eve_pv.access_rights == AccessRights.READ
+
+    # two client processes that differ only in the user name
+    res = _caproto_put(acf_ioc["env"], "alice", p + "Setting", 3.5)
+    assert res["PUT"] == "ok" and float(res["VALUE"]) == 3.5
+    assert alice_rbv.read(timeout=5).data[0] == 3.5
+
+    res = _caproto_put(acf_ioc["env"], "eve", p + "Setting", 7.0)
+    assert res["PUT"].startswith("refused") and "cannot write" in res["PUT"], res
+    assert float(res["VALUE"]) == 3.5  # eve can still read; the value is untouched
+    assert alice_rbv.read(timeout=5).data[0] == 3.5
+
+    log = acf_ioc["putlog"]
+    wait_until(lambda: "put refused ACFT:Setting requested=7.0 by eve@" in log.read_text(), 5,
+               what="refusal in the put log")
+    text = log.read_text()
+    assert "no write access (ASG DEFAULT)" in text
+    assert "INFO put ACFT:Setting old=1.0 new=3.5 requested=3.5 by alice@" in text
+    assert "(127.0.0.1:" in text
+
+
+def test_mapped_group_locks_pv_even_for_operator(acf_ioc, ca_context) -> None:
+    from caproto import AccessRights
+
+    (pv,) = ca_context("alice").get_pvs(acf_ioc["prefix"] + "Locked", timeout=5)
+    pv.wait_for_connection(timeout=10)
+    assert pv.access_rights == AccessRights.READ
+    res = _caproto_put(acf_ioc["env"], "alice", acf_ioc["prefix"] + "Locked", 6)
+    assert res["PUT"].startswith("refused") and float(res["VALUE"]) == 5
+    wait_until(lambda: "put refused ACFT:Locked requested=6 by alice@" in acf_ioc["putlog"].read_text()
+               and "no write access (ASG LOCKED)" in acf_ioc["putlog"].read_text(), 5, what="lock refusal")
+
+
+def test_refused_out_of_limits_put_is_logged(acf_ioc) -> None:
+    res = _caproto_put(acf_ioc["env"], "alice", acf_ioc["prefix"] + "Setting", 1e6)
+    assert res["PUT"].startswith("refused")
+    wait_until(lambda: "put refused ACFT:Setting requested=1000000.0 by alice@"
+               in acf_ioc["putlog"].read_text(), 5, what="limit refusal")
+
+
+_PYEPICS_CLIENT = """
+import sys, epics
+pv = epics.PV(sys.argv[1])
+assert pv.wait_for_connection(timeout=10), 'no connection'
+print('WRITE_ACCESS', pv.write_access, flush=True)
+print('READ_ACCESS', pv.read_access, flush=True)
+try:
+    pv.put(float(sys.argv[2]), wait=True, timeout=5)
+    print('PUT', 'ok', flush=True)
+except Exception as exc:
+    print('PUT', 'refused', type(exc).__name__, exc, flush=True)
+print('VALUE', pv.get(timeout=5), flush=True)
+"""
+
+
+def test_pyepics_libca_sees_rights(acf_ioc) -> None:
+    """libca announces the OS login name; whoever runs the tests is not in UAG(operators)."""
+    import getpass
+
+    user = getpass.getuser()
+    assert user != "alice"
+    rc, out, err = run_client(python_argv("-c", _PYEPICS_CLIENT, acf_ioc["prefix"] + "Setting", "9.0"),
+                              acf_ioc["env"])
+    assert rc == 0, err
+    lines = dict(ln.split(" ", 1) for ln in out.splitlines() if " " in ln)
+    assert lines["WRITE_ACCESS"] == "False"
+    assert lines["READ_ACCESS"] == "True"
+    assert lines["PUT"].startswith("refused")
+    assert float(lines["VALUE"]) != 9.0
+
+
+if __name__ == "__main__":
+    _serve(sys.argv[1], sys.argv[2], sys.argv[3])
