@@ -25,9 +25,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .loader import _MISSING, ConfigError, read_mapping
+
 log = logging.getLogger(__name__)
 
-_MISSING: Any = object()
+#: keys of picoDAQ/picoCosmo pulse-filter files (to explain a misplaced PF file)
+PULSE_FILTER_KEYS: frozenset[str] = frozenset({
+    "taur", "tauon", "tauf", "tauf2", "tauoff", "taur2", "pheight", "pulseShape", "trgPulseShape",
+    "NminCoincidence", "acceptPattern", "doublePulse", "timingPrecision", "logFile", "logFile2",
+    "rawFile", "pictFile", "rawFile1", "Nraw1", "modules", "histograms", "RMeterInterval", "RMeterRate",
+})
 
 DEVICE_KEYS: tuple[str, ...] = (
     "PSmodel", "picoChannels", "ChanRanges", "ChanModes", "ChanOffsets", "sampleTime", "Nsamples",
@@ -104,8 +111,6 @@ class _Translator:
     # ---------------------------------------------------------------- helpers
     def err(self, problem: str, key: str, value: Any = _MISSING, allowed: str | None = None,
             file: str | None = None) -> Exception:
-        from .loader import ConfigError
-
         return ConfigError(problem, path=file or self.path, key=key, value=value, allowed=allowed)
 
     def note(self, text: str) -> None:
@@ -177,11 +182,12 @@ class _Translator:
             if k not in allowed:
                 sugg = difflib.get_close_matches(str(k), allowed, n=1, cutoff=0.6)
                 hint = f" (did you mean {sugg[0]!r}?)" if sugg else ""
+                if not sugg and k in PULSE_FILTER_KEYS:
+                    hint = (" (this looks like a pulse-filter file: name it as PFfile in a DAQ file, "
+                            "or put its keys in an 'analysis:' entry)")
                 raise self.err(f"unknown picoDAQ key{hint}", str(k), allowed=", ".join(allowed), file=file)
 
     def read_ref(self, data: Mapping[str, Any], key: str) -> tuple[dict[str, Any], str]:
-        from .loader import ConfigError, read_mapping
-
         ref = data[key]
         if not isinstance(ref, str) or not ref.strip():
             raise self.err("must be a file name", key, ref, "a path relative to this file")

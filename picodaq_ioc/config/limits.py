@@ -16,9 +16,8 @@ from typing import Any
 from ..scope import models
 from ..scope.errors import InvalidConfig
 from .convert import record_samples
+from .loader import _MISSING
 from .schema import Config
-
-_MISSING: Any = object()
 
 
 class _Checker:
