@@ -1,0 +1,636 @@
+"""Pulse filter (``module: pulse``, PVs ``Pulse:*``): template matching in the spirit of
+picoCosmo's ``PulseFilter``, vectorised over whole event batches.
+
+Per event (all steps run on ``[k, n_samples]`` blocks at once):
+
+1. **Amplitude traces.** Every analysed channel is correlated (FFT, float32) with its
+   unit template ``s`` (see :mod:`.templates`). With offset subtraction (default for
+   unipolar shapes) the kernel is ``s - mean(s)``, so a constant baseline drops out;
+   otherwise the raw template is applied to data corrected by the pre-trigger mean.
+   Dividing by the kernel norm gives a least-squares amplitude estimate ``A[j]`` (volts,
+   positive for pulses of the configured polarity) for a pulse starting at sample ``j``.
+2. **Trigger validation** on the trigger channel: the maximum of ``A`` over template
+   starts ``[n_pre - rise - p, n_pre + p]`` (``p = timing_precision`` samples) must reach
+   ``threshold * |height|``. Time and height are refined by a parabola through the
+   maximum and its neighbours (sub-sample time, height without the sampling loss).
+3. **Coincidences**: on every other channel the largest pulse whose start lies within
+   ``coincidence_window`` of the trigger pulse (shifted by that channel's ``delays``)
+   and that reaches the channel's threshold counts as a hit.
+4. **Acceptance**: validated and ``hits >= min_coincidence`` (the trigger channel
+   counts), or the hit pattern equals one of ``accept_pattern``.
+5. **Double pulses** (accepted events): local maxima of ``A`` above threshold that start
+   at least one template length after the first pulse of the channel; candidates closer
+   than one template length are merged (largest kept). The first such pulse is the
+   second pulse; its delay to the event time is histogrammed and fitted (unbinned ML,
+   exponential + flat background, :func:`.lifetime.fit_lifetime`).
+
+Output files per run (``<stamp>_<name>_*`` in the run's output directory):
+``accepted.csv`` (one row per accepted event), ``doubles.csv`` (one row per double
+pulse), ``doubles_raw.npz`` (raw int16 waveforms of the double pulses with the scaling).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from scipy import fft as sfft
+
+from ..daq.events import EventBatch
+from ..scope.types import Applied
+from .base import AnalysisConfigError, AnalysisModule, ResultSpec, RunInfo
+from .histograms import Histogram1D
+from .lifetime import LifetimeFit, fit_lifetime
+from .output import CsvWriter, output_path
+from .templates import PulseShape, sample_template
+
+__all__ = ["PulseFilter", "PulseFilterParams"]
+
+_CH = ("A", "B", "C", "D", "E", "F", "G", "H")
+
+
+class PulseFilterParams(BaseModel):
+    """Parameters of ``module: pulse`` (picoCosmo key names accepted as aliases)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    channels: list[str] | None = Field(None, description="subset of the enabled channels A-H; default all")
+    trigger_channel: str | None = Field(None, alias="trgChan",
+                                           description="an analysed channel; default the trigger source")
+    pulse_shapes: list[PulseShape] = Field(default_factory=lambda: [PulseShape()], alias="pulseShape",
+                                           min_length=1, description="list of shapes; channel i uses shape min(i, n-1)")
+    trigger_shape: PulseShape | None = Field(None, alias="trgPulseShape")
+    threshold: float = Field(1.0, gt=0.0, le=100.0,
+                             description="fraction of |height| a fitted amplitude must reach, > 0 (picoCosmo: 1)")
+    timing_precision: int = Field(2, ge=0, le=10_000, alias="timingPrecision", description="samples, >= 0")
+    delays: list[float] | None = Field(None, alias="delay", description="per analysed channel, s")
+    coincidence_window: float | None = Field(
+        None, gt=0.0, description="half-width, s; default timing_precision * sample interval")
+    min_coincidence: int | None = Field(None, ge=1, le=8, alias="NminCoincidence",
+                                           description="1..number of channels; default min(n, 2)")
+    accept_pattern: list[list[int]] | None = Field(None, alias="acceptPattern",
+                                                      description="list of 0/1 lists, one entry per channel")
+    double_pulse: bool = Field(True, alias="doublePulse")
+    min_separation: float | None = Field(None, ge=0.0,
+                                            description="s after the first pulse's end before searching; default 0")
+    fit_window: tuple[float, float] = Field((1.5e-6, 15e-6), description="[t_min, t_max] s, t_max > t_min >= 0")
+    fit_background: bool = True
+    fit_interval: float = Field(1.0, ge=0.0, description="s between live refits")
+    height_bins: int = Field(100, ge=1, le=100_000)
+    height_range: tuple[float, float] | None = Field(None, description="[low, high] V; default [0, 4|height|]")
+    decay_bins: int = Field(100, ge=1, le=100_000)
+    decay_range: tuple[float, float] | None = Field(None, description="[low, high] s; default [0, record]")
+    rate_window: float = Field(10.0, gt=0.0, description="s of trigger time for Rate_RBV")
+    write_files: bool = True
+    max_raw_events: int = Field(10_000, ge=0, description="raw double-pulse waveforms kept per run")
+
+    @field_validator("channels", mode="before")
+    @classmethod
+    def _chs(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        if isinstance(v, str):
+            v = list(v)
+        out = [str(c).upper() for c in v]
+        for c in out:
+            if c not in _CH:
+                raise ValueError(f"unknown channel {c!r}; allowed A-H")
+        if len(set(out)) != len(out) or not out:
+            raise ValueError("channels must be a non-empty list without duplicates")
+        return out
+
+    @field_validator("trigger_channel", mode="before")
+    @classmethod
+    def _trg(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        v = str(v).upper()
+        if v not in _CH:
+            raise ValueError("must be a channel A-H")
+        return v
+
+    @field_validator("accept_pattern")
+    @classmethod
+    def _pat(cls, v: Any) -> Any:
+        if v is not None:
+            for p in v:
+                if not p or any(x not in (0, 1) for x in p):
+                    raise ValueError("each pattern is a list of 0/1, one per channel")
+        return v
+
+    @model_validator(mode="after")
+    def _windows(self) -> PulseFilterParams:
+        a, b = self.fit_window
+        if not (b > a >= 0):
+            raise ValueError("fit_window must be [t_min, t_max] with t_max > t_min >= 0")
+        for key in ("height_range", "decay_range"):
+            r = getattr(self, key)
+            if r is not None and not r[1] > r[0]:
+                raise ValueError(f"{key} must be [low, high] with high > low")
+        return self
+
+
+class _Chan:
+    """Per-channel filter constants for one configuration."""
+
+    def __init__(self, name: str, index: int, shape: PulseShape, threshold: float, applied: Applied,
+                 nfft: int, delay_s: float) -> None:
+        dt = applied.sample_interval_s
+        self.name, self.index, self.shape = name, index, shape
+        s = sample_template(shape, dt)
+        self.length = len(s)
+        if self.length > applied.n_samples:
+            raise AnalysisConfigError(
+                f"template of channel {name} ({self.length} samples) is longer than the record "
+                f"({applied.n_samples} samples)", key="pulse_shapes")
+        self.subtract = shape.subtract_offset
+        kern = s - s.mean() if self.subtract else s
+        norm = float(np.dot(kern, s))
+        if not norm > 0:
+            raise AnalysisConfigError(f"template of channel {name} has no shape left after offset subtraction",
+                                      key="pulse_shapes", allowed="set OffsetSubtraction: false")
+        self.sum_s = float(s.sum())
+        self.norm = norm
+        # conjugate spectrum of the kernel: correlation = irfft(rfft(x) * conj(rfft(k)))
+        self.kspec = np.conj(sfft.rfft(kern.astype(np.float32), nfft)).astype(np.complex64)
+        self.vpc = float(applied.volts_per_count(name))
+        self.offset = float(applied.channels[name].offset_v)
+        self.threshold = threshold * abs(shape.height)
+        self.rise_samples = int(math.ceil(shape.rise / dt))
+        self.delay = delay_s / dt  # samples
+
+
+class PulseFilter(AnalysisModule):
+    """picoCosmo-style pulse filter with coincidences, double pulses and a live lifetime fit."""
+
+    prefix = "Pulse"
+    Params = PulseFilterParams
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self.p: PulseFilterParams = self.parse_params()
+        p = self.p
+        h = abs(p.pulse_shapes[0].height if p.trigger_shape is None else p.trigger_shape.height)
+        self._hrange = p.height_range or (0.0, 4.0 * h)
+        self.specs = (
+            ResultSpec("Events_RBV", "int", "events analysed"),
+            ResultSpec("Validated_RBV", "int", "events with a validated trigger pulse"),
+            ResultSpec("Accepted_RBV", "int", "accepted events (coincidence condition met)"),
+            ResultSpec("Coincidences_RBV", "int_array", "accepted events by number of channels hit (1..8)",
+                       max_length=8),
+            ResultSpec("Rate_RBV", "float", "accepted rate over the last rate_window s", units="Hz"),
+            ResultSpec("MeanRate_RBV", "float", "accepted events / trigger time of the run", units="Hz"),
+            ResultSpec("DoublePulses_RBV", "int", "accepted events with a delayed second pulse"),
+            ResultSpec("Heights_RBV", "int_array", "pulse-height spectrum of accepted pulses",
+                       max_length=p.height_bins),
+            ResultSpec("HeightBins_RBV", "array", "height bin centres", units="V", precision=4,
+                       max_length=p.height_bins),
+            ResultSpec("NoiseHeights_RBV", "int_array", "trigger-window amplitude of non-validated events",
+                       max_length=p.height_bins),
+            ResultSpec("DecayTimes_RBV", "int_array", "histogram of second-pulse delays",
+                       max_length=p.decay_bins),
+            ResultSpec("DecayBins_RBV", "array", "delay bin centres", units="s", precision=9,
+                       max_length=p.decay_bins),
+            ResultSpec("Lifetime_RBV", "float", "unbinned ML lifetime (exp + flat background)", units="s",
+                       precision=9),
+            ResultSpec("LifetimeErr_RBV", "float", "error of Lifetime_RBV", units="s", precision=9),
+            ResultSpec("Background_RBV", "float", "fitted flat background fraction", precision=4),
+            ResultSpec("FitEntries_RBV", "int", "delays inside the fit window"),
+            ResultSpec("FitMin_RBV", "float", "lower edge of the fit window", units="s", precision=9),
+            ResultSpec("FitMax_RBV", "float", "upper edge of the fit window (clipped to the record)",
+                       units="s", precision=9),
+            ResultSpec("Reset", "command", "clear counters, spectra and the lifetime fit"),
+        )
+        self._run: RunInfo | None = None
+        self._cfg_key: tuple | None = None
+        self._chans: list[_Chan] = []
+        self._files: dict[str, Any] = {}
+        self._reset_state()
+
+    # ------------------------------------------------------------------ state
+    def _reset_state(self) -> None:
+        self.n_events = 0
+        self.n_validated = 0
+        self.n_accepted = 0
+        self.n_double = 0
+        self.fold = np.zeros(8, dtype=np.int64)
+        self.h_heights = Histogram1D(self.p.height_bins, *self._hrange)
+        self.h_noise = Histogram1D(self.p.height_bins, *self._hrange)
+        dr = self.p.decay_range or (0.0, max(self.p.fit_window[1], 1e-9))
+        self.h_decay = Histogram1D(self.p.decay_bins, *dr)
+        self._delays: list[np.ndarray] = []
+        self._n_delays = 0
+        self._fit: LifetimeFit | None = None
+        self._fit_n = -1
+        self._fit_wall = 0.0
+        self._rate_hist: deque[tuple[float, int]] = deque()
+        self._t_first: float | None = None
+        self._t_last: float | None = None
+
+    # ------------------------------------------------------------------ life cycle
+    def start(self, applied: Applied, run: RunInfo) -> None:
+        p = self.p
+        enabled = applied.enabled_channels
+        chans = list(p.channels) if p.channels is not None else list(enabled)
+        for c in chans:
+            if c not in enabled:
+                raise AnalysisConfigError("channel is not enabled", key="channels", value=c,
+                                          allowed=", ".join(enabled))
+        trg = p.trigger_channel
+        if trg is None:
+            trg = applied.trigger.source if applied.trigger.source in chans else chans[0]
+        if trg not in chans:
+            raise AnalysisConfigError("trigger channel is not analysed", key="trigger_channel", value=trg,
+                                      allowed=", ".join(chans))
+        n = len(chans)
+        if p.delays is not None and len(p.delays) != n:
+            raise AnalysisConfigError(f"need one delay per analysed channel ({n})", key="delays",
+                                      value=p.delays)
+        if p.accept_pattern is not None and any(len(x) != n for x in p.accept_pattern):
+            raise AnalysisConfigError(f"each pattern needs {n} entries (channels {', '.join(chans)})",
+                                      key="accept_pattern", value=p.accept_pattern)
+        nmin = p.min_coincidence if p.min_coincidence is not None else min(n, 2)
+        if nmin > n:
+            raise AnalysisConfigError(f"larger than the number of analysed channels ({n})",
+                                      key="min_coincidence", value=nmin, allowed=f"1..{n}")
+        # put the trigger channel first
+        order = [trg] + [c for c in chans if c != trg]
+        ns = applied.n_samples
+        nfft = sfft.next_fast_len(ns, real=True)
+        dt = applied.sample_interval_s
+        delays = dict(zip(chans, p.delays or [0.0] * n, strict=True))
+        built: list[_Chan] = []
+        for c in order:
+            i = chans.index(c)
+            shape = p.pulse_shapes[min(i, len(p.pulse_shapes) - 1)]
+            if c == trg and p.trigger_shape is not None:
+                shape = p.trigger_shape
+            built.append(_Chan(c, applied.enabled_channels.index(c), shape, p.threshold, applied, nfft,
+                               delays[c] - delays[trg]))
+        lmax = max(ch.length for ch in built)
+        npos = ns - lmax + 1
+        window = p.coincidence_window if p.coincidence_window is not None else p.timing_precision * dt
+        t_sep = p.min_separation or 0.0
+        # detectable delays: the second pulse needs a whole template inside the record and a
+        # neighbour on each side (local maximum); the first pulse starts at most n_pre + p.
+        latest_first = applied.n_pre + p.timing_precision
+        t_det_max = (npos - 2 - latest_first) * dt
+        t_det_min = (lmax + 1) * dt + t_sep
+        fit_min = max(p.fit_window[0], t_det_min)
+        fit_max = min(p.fit_window[1], t_det_max)
+        with self.lock:
+            new_run = self._run is None or run.run_start_time != self._run.run_start_time
+            if new_run:
+                self._close_files()
+                self._reset_state()
+                self._run = run
+                self._raw: list[np.ndarray] = []
+                self._raw_meta: list[tuple[int, float]] = []
+                self._raw_applied: list[Applied] = []
+            self._applied = applied
+            self._chans = built
+            self._nfft, self._npos, self._lmax = nfft, npos, lmax
+            self._nmin = nmin
+            self._patterns = (np.asarray(p.accept_pattern, dtype=bool)[:, [chans.index(c) for c in order]]
+                              if p.accept_pattern is not None else None)
+            self._win = window / dt
+            self._sep = int(math.ceil(t_sep / dt))
+            self._fit_min, self._fit_max = fit_min, fit_max
+            self._order = order
+            self._fit_n = -1  # force a refit with the (possibly) new window
+            if new_run and p.write_files:
+                self._open_files(run, order)
+
+    def _open_files(self, run: RunInfo, order: list[str]) -> None:
+        cols = ["event", "t_trigger_s", "t_event_s", "n_hits"]
+        fmt = ["%d", "%.9f", "%.4e", "%d"]
+        for c in order:
+            cols += [f"height_{c}_V", f"dt_{c}_s"]
+            fmt += ["%.5g", "%.4e"]
+        self._files["accepted"] = CsvWriter(output_path(run, (self.name or "pulse"), "accepted", "csv"), cols, fmt)
+        cols2 = ["event", "t_trigger_s", "delay_s"]
+        fmt2 = ["%d", "%.9f", "%.5e"]
+        for c in order:
+            cols2 += [f"delay_{c}_s", f"height2_{c}_V", f"height1_{c}_V", f"n_extra_{c}"]
+            fmt2 += ["%.5e", "%.5g", "%.5g", "%d"]
+        self._files["doubles"] = CsvWriter(output_path(run, (self.name or "pulse"), "doubles", "csv"), cols2, fmt2)
+
+    def _close_files(self) -> None:
+        for f in self._files.values():
+            f.close()
+        self._files = {}
+
+    # ------------------------------------------------------------------ processing
+    def _amplitudes(self, raw: np.ndarray, ch: _Chan) -> np.ndarray:
+        """``A[k, npos]`` in volts (positive = configured polarity)."""
+        x = raw[:, ch.index, :].astype(np.float32)
+        spec = sfft.rfft(x, self._nfft, axis=1, workers=1)
+        spec *= ch.kspec
+        corr = sfft.irfft(spec, self._nfft, axis=1, workers=1)[:, : self._npos]
+        if ch.subtract:
+            corr *= np.float32(ch.vpc / ch.norm)
+            return corr
+        a = self._applied
+        if a.n_pre >= 4:  # baseline (counts) from the pre-trigger samples
+            base = x[:, : a.n_pre].mean(axis=1)
+            corr -= (base * np.float32(ch.sum_s))[:, None]
+            corr *= np.float32(ch.vpc / ch.norm)
+        else:  # no pre-trigger: the analogue offset is the only known baseline
+            corr *= np.float32(ch.vpc / ch.norm)
+            corr += np.float32(ch.offset * ch.sum_s / ch.norm)
+        return corr
+
+    @staticmethod
+    def _refine(A: np.ndarray, rows: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Parabolic interpolation of ``A[rows, j]``: (sub-sample position, peak height)."""
+        npos = A.shape[1]
+        jm = np.clip(j - 1, 0, npos - 1)
+        jp = np.clip(j + 1, 0, npos - 1)
+        a0 = A[rows, j].astype(np.float64)
+        am = A[rows, jm].astype(np.float64)
+        ap = A[rows, jp].astype(np.float64)
+        den = am - 2.0 * a0 + ap
+        ok = (den < 0) & (jm != j) & (jp != j) & (a0 >= am) & (a0 >= ap)
+        delta = np.zeros_like(a0)
+        np.divide(0.5 * (am - ap), den, out=delta, where=ok)
+        delta = np.clip(delta, -0.5, 0.5)
+        height = a0 - 0.25 * (am - ap) * delta
+        return j + delta, height
+
+    def process(self, batch: EventBatch) -> None:
+        k = len(batch)
+        if k == 0:
+            return
+        if batch.applied.config_generation != self._applied.config_generation:
+            raise RuntimeError("batch of a configuration the filter was not started with")
+        chans = self._chans
+        rows = np.arange(k)
+        amps = [self._amplitudes(batch.raw, ch) for ch in chans]
+        a_trg = amps[0]
+        c0 = chans[0]
+        n_pre = self._applied.n_pre
+        p = self.p
+        lo = max(0, n_pre - c0.rise_samples - p.timing_precision)
+        hi = min(self._npos - 1, n_pre + p.timing_precision)
+        if hi < lo:
+            lo, hi = 0, self._npos - 1
+        j0 = np.argmax(a_trg[:, lo: hi + 1], axis=1) + lo
+        pos0, h0 = self._refine(a_trg, rows, j0)
+        validated = h0 >= c0.threshold
+        nch = len(chans)
+        hits = np.zeros((k, nch), dtype=bool)
+        pos = np.full((k, nch), np.nan)
+        height = np.full((k, nch), np.nan)
+        hits[:, 0] = validated
+        pos[:, 0], height[:, 0] = pos0, h0
+        w = self._win
+        nw = int(2 * math.ceil(w) + 3)
+        for ci in range(1, nch):
+            ch = chans[ci]
+            centre = pos0 + ch.delay
+            start = np.floor(centre - w).astype(np.int64) - 1
+            idx = np.clip(start[:, None] + np.arange(nw)[None, :], 0, self._npos - 1)
+            vals = amps[ci][rows[:, None], idx]
+            jj = idx[rows, np.argmax(vals, axis=1)]
+            pc, hc = self._refine(amps[ci], rows, jj)
+            hits[:, ci] = validated & (hc >= ch.threshold) & (np.abs(pc - centre) <= w)
+            pos[:, ci], height[:, ci] = pc, hc
+        nhits = hits.sum(axis=1)
+        if self._patterns is not None:
+            accepted = validated & np.any(np.all(hits[:, None, :] == self._patterns[None, :, :], axis=2), axis=1)
+        else:
+            accepted = validated & (nhits >= self._nmin)
+        # event time (samples): mean of the hit channels' pulse starts, corrected for delays
+        delay_vec = np.array([ch.delay for ch in chans])
+        corr_pos = pos - delay_vec[None, :]
+        with np.errstate(invalid="ignore"):
+            t_evt = np.where(hits, corr_pos, 0.0).sum(axis=1) / np.maximum(nhits, 1)
+        doubles = self._find_doubles(amps, accepted, hits, pos, t_evt) if p.double_pulse else []
+        dt = self._applied.sample_interval_s
+        acc = np.nonzero(accepted)[0]
+        acc_heights = height[acc][hits[acc]]
+        t_last = float(batch.t_trigger[-1])
+        with self.lock:
+            self.n_events += k
+            self.n_validated += int(validated.sum())
+            self.n_accepted += int(acc.size)
+            self.fold += np.bincount(np.clip(nhits[acc] - 1, 0, 7), minlength=8)[:8]
+            self.h_heights.fill(acc_heights)
+            self.h_noise.fill(h0[~validated])
+            if self._t_first is None:
+                self._t_first = float(batch.t_trigger[0])
+            self._t_last = t_last
+            self._rate_hist.append((t_last, self.n_accepted))
+            while len(self._rate_hist) > 2 and self._rate_hist[1][0] <= t_last - p.rate_window:
+                self._rate_hist.popleft()
+            if doubles:
+                taus = np.array([d["delay"] for d in doubles])
+                self.n_double += len(doubles)
+                self.h_decay.fill(taus)
+                self._delays.append(taus)
+                self._n_delays += taus.size
+                self._keep_raw(batch, doubles)
+            files = dict(self._files)
+        if files:
+            self._write_rows(files, batch, acc, hits, pos, height, t_evt, doubles, dt, n_pre)
+        now = time.monotonic()
+        if doubles and now - self._fit_wall >= p.fit_interval:
+            self._refit()
+            self._fit_wall = now
+
+    def _find_doubles(self, amps: list[np.ndarray], accepted: np.ndarray, hits: np.ndarray,
+                      pos: np.ndarray, t_evt: np.ndarray) -> list[dict[str, Any]]:
+        """Second pulses in accepted events (vectorised candidate search)."""
+        acc = np.nonzero(accepted)[0]
+        if acc.size == 0:
+            return []
+        found: dict[int, dict[int, list[tuple[float, float]]]] = {}
+        for ci, ch in enumerate(self._chans):
+            A = amps[ci][acc]
+            first = np.where(hits[acc, ci], pos[acc, ci], t_evt[acc] + ch.delay)
+            s0 = np.ceil(first).astype(np.int64) + ch.length + self._sep
+            mid = A[:, 1:-1]
+            m = (mid >= ch.threshold) & (mid >= A[:, :-2]) & (mid > A[:, 2:])
+            m &= np.arange(1, A.shape[1] - 1)[None, :] >= s0[:, None]
+            ev, jj = np.nonzero(m)
+            if ev.size == 0:
+                continue
+            jj = jj + 1
+            pc, hc = self._refine(A, ev, jj)
+            for e, pp, hh in zip(ev.tolist(), pc.tolist(), hc.tolist(), strict=True):
+                found.setdefault(int(acc[e]), {}).setdefault(ci, []).append((pp, hh))
+        out = []
+        for e, per_ch in sorted(found.items()):
+            rec: dict[str, Any] = {"row": e, "channels": {}}
+            delays = []
+            for ci, cands in per_ch.items():
+                merged = _merge(cands, self._chans[ci].length)
+                p2, h2 = merged[0]
+                d = p2 - self._chans[ci].delay - t_evt[e]
+                rec["channels"][ci] = (d, h2, len(merged) - 1)
+                delays.append(d)
+            rec["delay"] = float(np.mean(delays)) * self._applied.sample_interval_s
+            out.append(rec)
+        return out
+
+    def _keep_raw(self, batch: EventBatch, doubles: list[dict[str, Any]]) -> None:
+        room = self.p.max_raw_events - len(self._raw)
+        for d in doubles[: max(room, 0)]:
+            r = d["row"]
+            self._raw.append(np.array(batch.raw[r], copy=True))
+            self._raw_meta.append((int(batch.event_number[r]), float(batch.t_trigger[r])))
+            self._raw_applied.append(batch.applied)
+
+    def _write_rows(self, files: dict[str, Any], batch: EventBatch, acc: np.ndarray, hits: np.ndarray,
+                    pos: np.ndarray, height: np.ndarray, t_evt: np.ndarray, doubles: list[dict[str, Any]],
+                    dt: float, n_pre: int) -> None:
+        if acc.size and "accepted" in files:
+            cols = [batch.event_number[acc], batch.t_trigger[acc], (t_evt[acc] - n_pre) * dt,
+                    hits[acc].sum(axis=1)]
+            for ci, ch in enumerate(self._chans):
+                h = np.where(hits[acc, ci], height[acc, ci], np.nan)
+                tt = np.where(hits[acc, ci], (pos[acc, ci] - ch.delay - t_evt[acc]) * dt, np.nan)
+                cols += [h, tt]
+            files["accepted"].write(cols)
+        if doubles and "doubles" in files:
+            rws = np.array([d["row"] for d in doubles])
+            cols = [batch.event_number[rws], batch.t_trigger[rws], np.array([d["delay"] for d in doubles])]
+            for ci in range(len(self._chans)):
+                dl, h2, nx = [], [], []
+                for d in doubles:
+                    v = d["channels"].get(ci)
+                    dl.append(v[0] * dt if v else np.nan)
+                    h2.append(v[1] if v else np.nan)
+                    nx.append(v[2] if v else 0)
+                h1 = np.where(hits[rws, ci], height[rws, ci], np.nan)
+                cols += [np.array(dl), np.array(h2), h1, np.array(nx)]
+            files["doubles"].write(cols)
+        for f in files.values():
+            f.flush()
+
+    # ------------------------------------------------------------------ fit, results
+    def delays(self) -> np.ndarray:
+        """All second-pulse delays of the run so far (s)."""
+        with self.lock:
+            return np.concatenate(self._delays) if self._delays else np.zeros(0)
+
+    def _refit(self) -> None:
+        with self.lock:
+            if self._n_delays == self._fit_n:
+                return
+            if len(self._delays) > 1:
+                self._delays = [np.concatenate(self._delays)]
+            d = self._delays[0] if self._delays else np.zeros(0)
+            n = self._n_delays
+            lo, hi = self._fit_min, self._fit_max
+        if hi > lo:
+            fit = fit_lifetime(d, lo, hi, background=self.p.fit_background)
+        else:
+            fit = None
+        with self.lock:
+            if n <= self._n_delays:  # not reset meanwhile
+                self._fit, self._fit_n = fit, n
+
+    def results(self) -> dict[str, Any]:
+        with self.lock:
+            f = self._fit
+            span = (self._t_last - self._t_first) if self._t_first is not None else 0.0
+            rate = 0.0
+            if len(self._rate_hist) >= 2:
+                (t_a, n_a), (t_b, n_b) = self._rate_hist[0], self._rate_hist[-1]
+                rate = (n_b - n_a) / (t_b - t_a) if t_b > t_a else 0.0
+            nan = float("nan")
+            return {
+                "Events_RBV": self.n_events,
+                "Validated_RBV": self.n_validated,
+                "Accepted_RBV": self.n_accepted,
+                "Coincidences_RBV": self.fold.copy(),
+                "Rate_RBV": float(rate),
+                "MeanRate_RBV": float(self.n_accepted / span) if span > 0 else 0.0,
+                "DoublePulses_RBV": self.n_double,
+                "Heights_RBV": self.h_heights.counts.copy(),
+                "HeightBins_RBV": self.h_heights.centres,
+                "NoiseHeights_RBV": self.h_noise.counts.copy(),
+                "DecayTimes_RBV": self.h_decay.counts.copy(),
+                "DecayBins_RBV": self.h_decay.centres,
+                "Lifetime_RBV": f.tau if f is not None else nan,
+                "LifetimeErr_RBV": f.tau_err if f is not None else nan,
+                "Background_RBV": f.background_fraction if f is not None else nan,
+                "FitEntries_RBV": f.n if f is not None else 0,
+                "FitMin_RBV": float(getattr(self, "_fit_min", self.p.fit_window[0])),
+                "FitMax_RBV": float(getattr(self, "_fit_max", self.p.fit_window[1])),
+            }
+
+    def command(self, name: str, value: Any) -> None:
+        if name == "Reset":
+            with self.lock:
+                raw = getattr(self, "_raw", None)
+                self._reset_state()
+            if raw is not None:
+                raw.clear()
+
+    def fit(self) -> LifetimeFit | None:
+        """Refit now and return the result (None if the window is empty)."""
+        self._fit_n = -1
+        self._refit()
+        with self.lock:
+            return self._fit
+
+    def finish(self) -> dict[str, Any]:
+        fit = self.fit()
+        files: dict[str, str] = {f"{k}_file": str(v.path) for k, v in self._files.items()}
+        with self.lock:
+            self._close_files()
+            raw_files: list[str] = []
+            if self.p.write_files and self._run is not None and self._raw:
+                raw_files = self._write_raw(output_path(self._run, (self.name or "pulse"), "doubles_raw", "npz"))
+        r = self.results()
+        out = {
+            "events": r["Events_RBV"], "validated": r["Validated_RBV"], "accepted": r["Accepted_RBV"],
+            "accepted_by_fold": r["Coincidences_RBV"][: len(self._chans)] if self._chans else [],
+            "double_pulses": r["DoublePulses_RBV"], "mean_rate_hz": r["MeanRate_RBV"],
+            "channels": self._order if self._chans else [],
+            "lifetime": fit.as_dict() if fit is not None else None,
+            **files,
+        }
+        if raw_files:
+            out["doubles_raw_files"] = raw_files
+        return out
+
+    def _write_raw(self, path) -> list[str]:
+        """One ``.npz`` per configuration generation seen (``_g<gen>`` suffix if several)."""
+        chans = [ch.name for ch in self._chans]
+        gens = sorted({a.config_generation for a in self._raw_applied})
+        written = []
+        for g in gens:
+            sel = [i for i, a in enumerate(self._raw_applied) if a.config_generation == g]
+            a0 = self._raw_applied[sel[0]]
+            idx = [a0.enabled_channels.index(c) for c in chans if c in a0.enabled_channels]
+            raw = np.stack([self._raw[i] for i in sel])[:, idx, :]
+            meta = np.array([self._raw_meta[i] for i in sel])
+            pth = path if len(gens) == 1 else path.with_name(path.stem + f"_g{g}.npz")
+            cs = [c for c in chans if c in a0.enabled_channels]
+            np.savez_compressed(
+                pth, raw=raw, event=meta[:, 0].astype(np.int64), t_trigger=meta[:, 1],
+                channels=np.array(cs), volts_per_count=np.array([a0.volts_per_count(c) for c in cs]),
+                offset_v=np.array([a0.channels[c].offset_v for c in cs]),
+                sample_interval_s=a0.sample_interval_s, n_pre=a0.n_pre, config_generation=g)
+            written.append(str(pth))
+        return written
+
+
+def _merge(cands: list[tuple[float, float]], length: int) -> list[tuple[float, float]]:
+    """Merge candidates closer than ``length`` samples (keep the highest); sorted by time."""
+    cands = sorted(cands)
+    out: list[tuple[float, float]] = []
+    for pp, hh in cands:
+        if out and pp - out[-1][0] < length:
+            if hh > out[-1][1]:
+                out[-1] = (pp, hh)
+            continue
+        out.append((pp, hh))
+    return out
+
