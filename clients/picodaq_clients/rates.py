@@ -1,0 +1,111 @@
+"""Rate meter display: history of the trigger, event (and accepted-pulse) rates."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+import numpy as np
+
+from .base import Display, fnum, main_for
+from .history import History
+
+__all__ = ["RateMeter", "main"]
+
+#: (PV suffix, label, colour); the pulse rate is optional (only with the pulse filter).
+SERIES = (
+    ("Stats:TriggerRate_RBV", "trigger rate", "tab:blue"),
+    ("Stats:EventRate_RBV", "event rate", "tab:orange"),
+    ("Pulse:Rate_RBV", "accepted pulses", "tab:green"),
+)
+
+
+class RateMeter(Display):
+    """Rate history (client-side samples of the IOC's rate PVs).
+
+    Parameters
+    ----------
+    prefix, fig, cache
+        See :class:`~picodaq_clients.base.Display`.
+    history : int
+        Number of points kept (default 100, as in picoDAQ).
+    interval : float
+        Seconds between points (default 1).
+    log : bool
+        Logarithmic rate axis.
+    """
+
+    title = "picodaq rate meter"
+    figsize = (8.0, 4.0)
+
+    def __init__(self, prefix: str = "PICO:", *, history: int = 100, interval: float = 1.0,
+                 log: bool = False, **kw) -> None:
+        self.history = History([s for s, _, _ in SERIES], history, interval)
+        self.log = log
+        super().__init__(prefix, **kw)
+
+    def pvs(self) -> Sequence[str]:
+        return [s for s, _, _ in SERIES] + ["Stats:Events_RBV", "Stats:RunTime_RBV",
+                                            "Stats:LiveFraction_RBV"]
+
+    @property
+    def required(self) -> Sequence[str]:
+        return [s for s in self.pvs() if not s.startswith("Pulse:")]
+
+    def build(self) -> None:
+        self.ax = self.fig.add_subplot(1, 1, 1)
+        self.lines = {s: self.ax.plot([], [], color=col, label=lab, marker=".", ms=3)[0]
+                      for s, lab, col in SERIES}
+        self.ax.set_xlim(-self.history.length * self.history.interval, 0)
+        self.ax.set_xlabel("time (s)")
+        self.ax.set_ylabel("rate (Hz)")
+        if self.log:
+            self.ax.set_yscale("log")
+        self.ax.grid(True, ls="--", alpha=0.5)
+        self.ax.legend(loc="upper left", fontsize=8)
+        self._suptitle = self.fig.suptitle(f"{self.prefix} rates", fontsize=11)
+
+    def draw(self, now: float) -> None:
+        c = self.cache
+        vals = {s: (c.value(s) if c.connected(s) else None) for s, _, _ in SERIES}
+        self.history.sample(now, vals)
+        self._draw_lines(now)
+        self._suptitle.set_text(
+            f"{self.prefix}  run time {fnum(c.value('Stats:RunTime_RBV'), '.1f', 's')}   "
+            f"events {fnum(c.value('Stats:Events_RBV'), 'd')}\n"
+            f"trigger rate {fnum(vals['Stats:TriggerRate_RBV'], '.3g', 'Hz')}   "
+            f"event rate {fnum(vals['Stats:EventRate_RBV'], '.3g', 'Hz')}   "
+            f"live {fnum(c.value('Stats:LiveFraction_RBV'), '.1f', '%')}")
+
+    def _draw_lines(self, now: float) -> None:
+        ages = self.history.ages(now)
+        top = 0.0
+        for s, line in self.lines.items():
+            v = self.history.values[s]
+            line.set_data(ages, v)
+            line.set_visible(bool(np.isfinite(v).any()))
+            if np.isfinite(v).any():
+                top = max(top, float(np.nanmax(v)))
+        if self.log:
+            self.ax.set_ylim(0.1, max(top * 2.0, 1.0))
+        else:
+            self.ax.set_ylim(0.0, max(top * 1.15, 1.0))
+
+    def draw_offline(self, now: float) -> None:
+        self.history.sample(now, {})
+        self._draw_lines(now)
+
+
+def _args(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--history", type=int, default=100, help="history points (default 100)")
+    ap.add_argument("--interval", type=float, default=1.0, help="seconds per point (default 1)")
+    ap.add_argument("--log", action="store_true", help="logarithmic rate axis")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``picodaq-rates``: rate meter display."""
+    return main_for(RateMeter, "picodaq rate meter (Channel Access client)", _args, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
