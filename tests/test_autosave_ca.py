@@ -1,0 +1,105 @@
+"""Autosave over real Channel Access: a caput is saved, a restarted IOC restores it,
+``--no-restore`` skips it, a corrupt file is reported in StatusMessage_RBV and ignored."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+
+import pytest
+from reliability_helpers import Proc, ca_env, free_port, python_argv, run_client, wait_until
+
+pytestmark = pytest.mark.ca
+
+PREFIX = "ASV:"
+
+_CLIENT = """
+import sys
+from caproto.sync.client import read, write
+op, name = sys.argv[1], sys.argv[2]
+if op == 'put':
+    write(name, [float(sys.argv[3])], notify=True, timeout=5, repeater=False)
+data = read(name, timeout=5, repeater=False).data
+print('VALUE', data[0].decode() if isinstance(data[0], bytes) else data[0], flush=True)
+"""
+
+
+def _serve(path: str, restore: str) -> None:  # runs in the IOC subprocess
+    import logging
+
+    from caproto import ChannelType
+    from caproto.server import PVGroup, pvproperty, run
+
+    from picodaq_ioc.ioc.autosave import install_autosave
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(name)s %(levelname)s %(message)s")
+
+    class Group(PVGroup):
+        Level = pvproperty(value=0.0)
+        Level_RBV = pvproperty(value=0.0, read_only=True)
+        StatusMessage_RBV = pvproperty(value="ok", dtype=ChannelType.STRING, read_only=True)
+
+        @Level.putter
+        async def Level(self, instance, value):
+            await self.Level_RBV.write(value)
+            return value
+
+    grp = Group(prefix=PREFIX)
+    install_autosave(grp, grp.pvdb, path, restore=restore == "1", period=0.1, debounce=0.2)
+    print("IOC READY", flush=True)
+    run(grp.pvdb, interfaces=["127.0.0.1"])
+
+
+def _ca(env: dict, *args: str) -> str:
+    rc, out, err = run_client(python_argv("-c", _CLIENT, *args), env)
+    assert rc == 0, err
+    return out.split("VALUE ", 1)[1].strip()
+
+
+def _start(path, restore: bool, env: dict) -> Proc:
+    ioc = Proc(python_argv(__file__, str(path), "1" if restore else "0"), env)
+    assert ioc.out.wait_for("IOC READY", 20), ioc.out.text()
+    wait_until(lambda: _ca(env, "get", PREFIX + "Level_RBV") is not None, 20, what="IOC answering")
+    return ioc
+
+
+def test_put_saved_and_restored_after_restart(tmp_path) -> None:
+    path = tmp_path / "lab.autosave.json"
+    env = ca_env(free_port())
+    with _start(path, True, env) as ioc:
+        assert _ca(env, "put", PREFIX + "Level", "0.125") == "0.125"
+        wait_until(lambda: path.exists() and json.loads(path.read_text())["settings"].get("Level") == 0.125,
+                   10, what="autosave file with the new value")
+        ioc.p.send_signal(signal.SIGINT)
+        ioc.p.wait(10)
+    # restart: the setting and its readback come back
+    with _start(path, True, env) as ioc:
+        wait_until(lambda: float(_ca(env, "get", PREFIX + "Level_RBV")) == 0.125, 10, what="restored RBV")
+        wait_until(lambda: _ca(env, "get", PREFIX + "StatusMessage_RBV") == "autosave: 1 restored", 10,
+                   what="restore status")
+        assert "autosave: 1 restored from" in ioc.out.text()
+    # --no-restore: the defaults of the IOC, the saved file is left alone
+    with _start(path, False, env) as ioc:
+        assert float(_ca(env, "get", PREFIX + "Level")) == 0.0
+        assert "restore skipped (--no-restore)" in ioc.out.text()
+    assert json.loads(path.read_text())["settings"]["Level"] == 0.125
+
+
+def test_corrupt_file_is_reported_not_fatal(tmp_path) -> None:
+    path = tmp_path / "lab.autosave.json"
+    path.write_text('{"format": "picodaq-ioc autosave 1", "settings": {"Level": 0.5,,}}')
+    env = ca_env(free_port())
+    with _start(path, True, env) as ioc:
+        wait_until(lambda: _ca(env, "get", PREFIX + "StatusMessage_RBV").startswith("autosave file ignored"),
+                   10, what="status message")
+        assert float(_ca(env, "get", PREFIX + "Level")) == 0.0
+        assert _ca(env, "put", PREFIX + "Level", "0.75") == "0.75"  # the IOC works normally
+        wait_until(lambda: json.loads(path.read_text())["settings"].get("Level") == 0.75, 10,
+                   what="fresh autosave file")
+        assert "not valid JSON at line 1" in ioc.out.text()
+    assert (tmp_path / "lab.autosave.json.bad").read_text().endswith(",,}}")
+
+
+if __name__ == "__main__":
+    _serve(sys.argv[1], sys.argv[2])
