@@ -10,7 +10,7 @@ import numpy as np
 from ..scope.types import Applied
 
 
-class RunState(str, Enum):
+class RunState(str, Enum):  # noqa: UP042 - str mix-in kept for compatibility
     IDLE = "Idle"
     RUNNING = "Running"
     PAUSED = "Paused"
