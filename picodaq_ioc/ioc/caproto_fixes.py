@@ -19,9 +19,12 @@ import math
 
 import caproto.server.common as _common
 import caproto.server.server as _server
-from caproto._utils import SkipWrite
+from caproto._data import SkipWrite
 
 log = logging.getLogger("picodaq_ioc.ioc.puts")
+
+#: Optional callback ``on_refused(pvname, reason)`` (the IOC shows it in StatusMessage_RBV).
+on_refused = None
 
 _ORIGINAL_ITERATION = _common.Context._subscription_queue_iteration
 _ORIGINAL_VERIFY = _server.PvpropertyData.verify_value
@@ -57,6 +60,11 @@ async def _verify_value_logged(self, value):
         else:
             reason = str(ex) or type(ex).__name__
         log.warning("put refused: %s = %s: %s", self.pvname, _short(value), reason)
+        if on_refused is not None:
+            try:
+                on_refused(self.pvname, reason)
+            except Exception:  # reporting must never change the put's outcome
+                log.exception("on_refused callback failed")
         raise
 
 

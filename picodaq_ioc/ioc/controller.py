@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Optional
+from typing import Any
 
 from ..daq.events import RunState, RunStats
 from ..scope.errors import InvalidConfig, ScopeError
@@ -62,9 +62,9 @@ class Controller:
         self.timebase = timebase
         self.trigger = trigger
         self.siggen = siggen
-        self.applied: Optional[Applied] = getattr(session, "applied", None) or self.bm.applied
+        self.applied: Applied | None = getattr(session, "applied", None) or self.bm.applied
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="picodaq-ctl")
-        self._lock: Optional[asyncio.Lock] = None
+        self._lock: asyncio.Lock | None = None
         self.listeners: list[Listener] = []
         self.run_listeners: list[Callable[[], None]] = []
         self.last_summary: Any = None

@@ -14,8 +14,9 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any
 
 import numpy as np
 
@@ -62,10 +63,10 @@ class WaveformPublisher:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._reset = threading.Event()
-        self._thread: Optional[threading.Thread] = None
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._latest: Optional[Frame] = None
-        self._ready: Optional[asyncio.Event] = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._latest: Frame | None = None
+        self._ready: asyncio.Event | None = None
         self._published: deque[float] = deque(maxlen=4096)
         self.frames_taken = 0
         self.frames_published = 0

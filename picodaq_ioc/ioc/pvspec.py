@@ -88,10 +88,12 @@ def waveform_pv(name: str, doc: str, *, max_length: int, dtype: ChannelType = Ch
     """A read-only array (``waveform``) with a small subscription backlog."""
     np_dtype = {ChannelType.FLOAT: np.float32, ChannelType.DOUBLE: np.float64,
                 ChannelType.LONG: np.int32, ChannelType.INT: np.int16}[dtype]
+    extra: dict[str, Any] = {}
+    if dtype in (ChannelType.FLOAT, ChannelType.DOUBLE):
+        extra["precision"] = precision
     return pvproperty(name=name, value=np.zeros(0, dtype=np_dtype), dtype=dtype, max_length=max_length,
                       doc=doc, read_only=True, record="waveform", alarm_group=name, units=units,
-                      precision=precision, max_subscription_backlog=backlog,
-                      **_limits(low, high, ctrl=False))
+                      max_subscription_backlog=backlog, **extra, **_limits(low, high, ctrl=False))
 
 
 def pair(factory, name: str, doc: str, **kw: Any) -> tuple[pvproperty, pvproperty]:
@@ -141,6 +143,11 @@ def finite(value: Any, what: str) -> float:
 # introspection for db/ and docs generation
 # ------------------------------------------------------------------------------------
 
+#: record types the generators emit (others, e.g. StatusHelper's ``sub``, are mapped to these)
+RECORD_TYPES = ("ai", "ao", "bi", "bo", "mbbi", "mbbo", "longin", "longout", "stringin", "stringout",
+                "waveform")
+
+
 @dataclass(frozen=True)
 class PVInfo:
     """Everything the generators need to know about one PV."""
@@ -169,7 +176,9 @@ def describe(pvdb: dict, prefix: str) -> list[PVInfo]:
         spec = getattr(data, "pvspec", None)
         name = full[len(prefix):] if full.startswith(prefix) else full
         ftype = ChannelType(data.data_type).name
-        record = (spec.record if spec is not None and spec.record else None) or _guess_record(data)
+        record = spec.record if spec is not None and spec.record else None
+        if record not in RECORD_TYPES:
+            record = _guess_record(data)
         lo_d = getattr(data, "lower_disp_limit", None)
         hi_d = getattr(data, "upper_disp_limit", None)
         lo_c = getattr(data, "lower_ctrl_limit", None)
@@ -201,7 +210,7 @@ def _guess_record(data) -> str:
     if (data.max_length or 1) > 1:
         return "waveform"
     if ftype == ChannelType.ENUM:
-        return "mbbi"
+        return "bi" if len(getattr(data, "enum_strings", ())) == 2 else "mbbi"
     if ftype == ChannelType.STRING:
         return "stringin"
     if ftype in (ChannelType.LONG, ChannelType.INT):

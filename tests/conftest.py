@@ -1,0 +1,187 @@
+"""Shared fixtures: the IOC in a subprocess on its own port, loopback only.
+
+``ioc_factory(config=None, extra_args=(), prefix=None, ready_timeout=60)`` starts
+``python -m picodaq_ioc`` with
+
+- its own free port (``EPICS_CA_SERVER_PORT``) and a random prefix,
+- every EPICS address list set to 127.0.0.1 (interfaces, search, beacons, PVA twins),
+- ``config`` = a path, a dict (written as YAML into ``tmp_path``) or None (built-in demo),
+
+waits until ``<prefix>State_RBV`` answers a ``caget`` (deadline), and returns an
+:class:`IocHandle` with ``.prefix``, ``.port``, ``.env`` (client environment),
+``.proc``, ``.log_path``, ``.stop()``. Every IOC is terminated by PID at teardown.
+
+``IocHandle.use_pyepics()`` points pyepics (libca, one context per process) at this IOC.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from ca_tools import loopback_env, run_tool  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    """A port free for both TCP and UDP on 127.0.0.1 (CA uses both)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+            t.bind(("127.0.0.1", 0))
+            port = t.getsockname()[1]
+            try:
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                    u.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return int(port)
+    raise RuntimeError("no free port found")
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, interval: float = 0.05,
+             message: str = "condition") -> Any:
+    """Poll ``condition`` until it returns a truthy value or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    last_exc: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = condition()
+            if value:
+                return value
+        except Exception as ex:  # keep polling; report the last error on timeout
+            last_exc = ex
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {message}"
+                         + (f" (last error: {last_exc!r})" if last_exc else ""))
+
+
+@dataclass
+class IocHandle:
+    proc: subprocess.Popen
+    prefix: str
+    port: int
+    env: dict[str, str]
+    log_path: Path
+    config_path: Path | None
+    args: list[str] = field(default_factory=list)
+
+    def pv(self, name: str) -> str:
+        return self.prefix + name
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        """Send ``sig`` (SIGTERM) to the IOC's PID and wait; kill after ``timeout``."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return int(self.proc.returncode)
+
+    def use_pyepics(self):
+        """Point pyepics at this IOC (recreates libca's context with this env); returns ``epics``."""
+        for k, v in self.env.items():
+            if k.startswith("EPICS_"):
+                os.environ[k] = v
+        import epics  # noqa: PLC0415
+
+        epics.ca.clear_cache()  # next use creates a new context that reads the environment
+        return epics
+
+
+def ioc_env(port: int) -> dict[str, str]:
+    env = loopback_env(port)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def start_ioc(tmp_path: Path, config: Any = None, extra_args: tuple[str, ...] | list[str] = (),
+              prefix: str | None = None, ready_timeout: float = 60.0, ready_pv: str = "State_RBV",
+              name: str = "ioc") -> IocHandle:
+    port = free_port()
+    prefix = prefix or f"T{uuid.uuid4().hex[:6]}:"
+    config_path: Path | None = None
+    if isinstance(config, dict):
+        config_path = tmp_path / f"{name}_{port}.yaml"
+        config_path.write_text(yaml.safe_dump(config))
+    elif config is not None:
+        config_path = Path(config)
+    args = [sys.executable, "-m", "picodaq_ioc", "--prefix", prefix]
+    if config_path is not None:
+        args += ["--config", str(config_path)]
+    args += list(extra_args)
+    log_path = tmp_path / f"{name}_{port}.log"
+    env = ioc_env(port)
+    with open(log_path, "w") as logf:
+        proc = subprocess.Popen(args, env=env, stdout=logf, stderr=subprocess.STDOUT, cwd=str(tmp_path))
+    handle = IocHandle(proc=proc, prefix=prefix, port=port, env=loopback_env(port), log_path=log_path,
+                       config_path=config_path, args=args)
+    deadline = time.monotonic() + ready_timeout
+    while True:
+        if proc.poll() is not None:
+            raise AssertionError(f"IOC exited with {proc.returncode} before it was ready:\n{handle.log()}")
+        r = run_tool("caget", ["-w", "0.5", handle.pv(ready_pv)], handle.env, timeout=10)
+        if r.returncode == 0:
+            return handle
+        if time.monotonic() > deadline:
+            handle.stop()
+            raise AssertionError(f"IOC not ready after {ready_timeout} s:\n{handle.log()}")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def ioc_factory(tmp_path):
+    """Start IOCs (see module doc); all are terminated at teardown."""
+    handles: list[IocHandle] = []
+
+    def factory(config: Any = None, extra_args: tuple[str, ...] | list[str] = (), **kw) -> IocHandle:
+        h = start_ioc(tmp_path, config, extra_args, **kw)
+        handles.append(h)
+        return h
+
+    yield factory
+    for h in handles:
+        h.stop()
+
+
+@pytest.fixture(scope="module")
+def module_ioc_factory(tmp_path_factory):
+    """Like ``ioc_factory`` but the IOCs live for the whole test module."""
+    handles: list[IocHandle] = []
+    tmp = tmp_path_factory.mktemp("ioc")
+
+    def factory(config: Any = None, extra_args: tuple[str, ...] | list[str] = (), **kw) -> IocHandle:
+        h = start_ioc(tmp, config, extra_args, **kw)
+        handles.append(h)
+        return h
+
+    yield factory
+    for h in handles:
+        h.stop()
