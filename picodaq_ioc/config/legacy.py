@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .loader import _MISSING, ConfigError, read_mapping
+from .loader import _MISSING, ConfigError, key_repr, read_mapping
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ class _Translator:
                 if not sugg and k in PULSE_FILTER_KEYS:
                     hint = (" (this looks like a pulse-filter file: name it as PFfile in a DAQ file, "
                             "or put its keys in an 'analysis:' entry)")
-                raise self.err(f"unknown picoDAQ key{hint}", str(k), allowed=", ".join(allowed), file=file)
+                raise self.err(f"unknown picoDAQ key{hint}", key_repr(k), allowed=", ".join(allowed), file=file)
 
     def read_ref(self, data: Mapping[str, Any], key: str) -> tuple[dict[str, Any], str]:
         ref = data[key]

@@ -16,7 +16,7 @@ from typing import Any
 from ..scope import models
 from ..scope.errors import InvalidConfig
 from .convert import record_samples
-from .loader import _MISSING
+from .loader import _MISSING, ConfigError, _loc_to_key, _rescale_allowed
 from .schema import Config
 
 
@@ -28,9 +28,7 @@ class _Checker:
         self.notices: list[str] = []
 
     def fail(self, loc: tuple, problem: str, value: Any = _MISSING, allowed: str | None = None) -> None:
-        from .loader import ConfigError
-
-        key = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc).replace(".[", "[")
+        key = _loc_to_key(loc)
         path = self.path
         lk = None
         for n in range(len(loc), 0, -1):
@@ -43,8 +41,6 @@ class _Checker:
             if lk.value is not _MISSING and getattr(lk, "value", _MISSING) is not None and value is not _MISSING:
                 value = lk.value
             if lk.scale != 1.0 and allowed:
-                from .loader import _rescale_allowed
-
                 allowed = _rescale_allowed(allowed, lk.scale, lk.unit)
         raise ConfigError(problem, path=path, key=key, value=value, allowed=allowed)
 

@@ -77,7 +77,8 @@ class ConfigError(Exception):
             text += f"; allowed: {self.allowed}"
         if self.more:
             text += f" [{self.more} more problem{'s' if self.more > 1 else ''} after fixing this]"
-        return text
+        # always one line, whatever odd characters a key or value holds
+        return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
     def __str__(self) -> str:
         return self.message
@@ -168,13 +169,22 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
 # --------------------------------------------------------------------------- validation errors
 
 
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_\-\[\]]+$")
+
+
+def key_repr(part: Any) -> str:
+    """A key as shown in messages: bare if plain, quoted (repr) if it holds odd characters."""
+    s = str(part)
+    return s if _PLAIN_KEY.match(s) else repr(s)
+
+
 def _loc_to_key(loc: Sequence[Any]) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + str(part)
+            out += ("." if out else "") + key_repr(part)
     return out
 
 
