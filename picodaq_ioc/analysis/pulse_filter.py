@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -46,11 +47,12 @@ from .base import AnalysisConfigError, AnalysisModule, ResultSpec, RunInfo
 from .histograms import Histogram1D
 from .lifetime import LifetimeFit, fit_lifetime
 from .output import CsvWriter, output_path
-from .templates import PulseShape, sample_template
+from .templates import PulseShape, sample_template, shape_values
 
-__all__ = ["PulseFilter", "PulseFilterParams"]
+__all__ = ["PulseBatchResult", "PulseFilter", "PulseFilterParams"]
 
 _CH = ("A", "B", "C", "D", "E", "F", "G", "H")
+_FINE = 8  # sub-sample steps per sample of the position/height refinement
 
 
 class PulseFilterParams(BaseModel):
@@ -133,6 +135,27 @@ class PulseFilterParams(BaseModel):
         return self
 
 
+@dataclass
+class PulseBatchResult:
+    """Per-event results of :meth:`PulseFilter.analyse` (channel axis in ``channels`` order,
+    the trigger channel first; positions in samples of the template start)."""
+
+    channels: list[str]
+    validated: np.ndarray  # bool [k]
+    accepted: np.ndarray  # bool [k]
+    hits: np.ndarray  # bool [k, n_channels]
+    pos: np.ndarray  # float [k, n_channels], sub-sample template start of the (first) pulse
+    height: np.ndarray  # float [k, n_channels], fitted amplitude, V (positive = configured polarity)
+    t_event: np.ndarray  # float [k], mean start of the hit pulses (delay-corrected), samples
+    doubles: list[dict[str, Any]]  # per double pulse: row, delay (s), channels {index: (delay samples, height, n_extra)}
+    dt: float
+    n_pre: int
+
+    def times(self) -> np.ndarray:
+        """Pulse start times relative to the trigger sample, s ``[k, n_channels]``."""
+        return (self.pos - self.n_pre) * self.dt
+
+
 class _Chan:
     """Per-channel filter constants for one configuration."""
 
@@ -161,6 +184,16 @@ class _Chan:
         self.threshold = threshold * abs(shape.height)
         self.rise_samples = int(math.ceil(shape.rise / dt))
         self.delay = delay_s / dt  # samples
+        # sub-sample refinement: templates shifted by -1..1 samples in steps of 1/FINE over a
+        # window of length + 2 samples starting one sample before the coarse position
+        self.shifts = np.arange(-_FINE, _FINE + 1) / _FINE
+        i = np.arange(-1, self.length + 1)
+        T = shape_values(shape, (i[None, :] - self.shifts[:, None]) * dt)
+        K = T - T.mean(axis=1, keepdims=True) if self.subtract else T
+        self.fine_k = K  # [2 FINE + 1, length + 2]
+        self.fine_norm = np.sum(K * T, axis=1)
+        self.fine_knorm = np.sqrt(np.sum(K * K, axis=1))
+        self.fine_sum_t = T.sum(axis=1)
 
 
 class PulseFilter(AnalysisModule):
@@ -294,6 +327,8 @@ class PulseFilter(AnalysisModule):
             self._chans = built
             self._nfft, self._npos, self._lmax = nfft, npos, lmax
             self._nmin = nmin
+            # pre-trigger samples free of the trigger pulse's rise (baseline of raw templates)
+            self._n_base = max(0, applied.n_pre - max(ch.rise_samples for ch in built) - 2 * p.timing_precision - 2)
             self._patterns = (np.asarray(p.accept_pattern, dtype=bool)[:, [chans.index(c) for c in order]]
                               if p.accept_pattern is not None else None)
             self._win = window / dt
@@ -324,51 +359,73 @@ class PulseFilter(AnalysisModule):
         self._files = {}
 
     # ------------------------------------------------------------------ processing
-    def _amplitudes(self, raw: np.ndarray, ch: _Chan) -> np.ndarray:
-        """``A[k, npos]`` in volts (positive = configured polarity)."""
+    def _amplitudes(self, raw: np.ndarray, ch: _Chan) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """``(A[k, npos] volts (positive = configured polarity), counts[k, ns], baseline counts[k])``.
+
+        The baseline is None when the template is offset-subtracted or there is no pre-trigger.
+        """
         x = raw[:, ch.index, :].astype(np.float32)
         spec = sfft.rfft(x, self._nfft, axis=1, workers=1)
         spec *= ch.kspec
         corr = sfft.irfft(spec, self._nfft, axis=1, workers=1)[:, : self._npos]
         if ch.subtract:
             corr *= np.float32(ch.vpc / ch.norm)
-            return corr
-        a = self._applied
-        if a.n_pre >= 4:  # baseline (counts) from the pre-trigger samples
-            base = x[:, : a.n_pre].mean(axis=1)
+            return corr, x, None
+        nb = self._n_base
+        if nb >= 4:  # baseline (counts) from the pre-trigger samples before the pulse rise
+            base = x[:, :nb].mean(axis=1)
             corr -= (base * np.float32(ch.sum_s))[:, None]
             corr *= np.float32(ch.vpc / ch.norm)
-        else:  # no pre-trigger: the analogue offset is the only known baseline
-            corr *= np.float32(ch.vpc / ch.norm)
-            corr += np.float32(ch.offset * ch.sum_s / ch.norm)
-        return corr
+            return corr, x, base
+        # no pre-trigger: the analogue offset is the only known baseline
+        corr *= np.float32(ch.vpc / ch.norm)
+        corr += np.float32(ch.offset * ch.sum_s / ch.norm)
+        return corr, x, None
 
     @staticmethod
-    def _refine(A: np.ndarray, rows: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Parabolic interpolation of ``A[rows, j]``: (sub-sample position, peak height)."""
-        npos = A.shape[1]
-        jm = np.clip(j - 1, 0, npos - 1)
-        jp = np.clip(j + 1, 0, npos - 1)
-        a0 = A[rows, j].astype(np.float64)
-        am = A[rows, jm].astype(np.float64)
-        ap = A[rows, jp].astype(np.float64)
-        den = am - 2.0 * a0 + ap
-        ok = (den < 0) & (jm != j) & (jp != j) & (a0 >= am) & (a0 >= ap)
-        delta = np.zeros_like(a0)
-        np.divide(0.5 * (am - ap), den, out=delta, where=ok)
-        delta = np.clip(delta, -0.5, 0.5)
-        height = a0 - 0.25 * (am - ap) * delta
-        return j + delta, height
+    def _refine(ch: _Chan, x: np.ndarray, base: np.ndarray | None, rows: np.ndarray,
+                j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Least-squares sub-sample position and height of pulses near integer starts ``j``.
 
-    def process(self, batch: EventBatch) -> None:
+        The template is evaluated at shifts of -1..1 samples in steps of 1/8 around ``j``;
+        the best shift (maximum of the normalised correlation, refined by a parabola) gives
+        the position, the amplitude at that shift the height (volts).
+        """
+        L = ch.length
+        ns = x.shape[1]
+        jj = np.clip(np.asarray(j, dtype=np.int64), 1, max(ns - L - 1, 1))
+        idx = np.minimum((jj - 1)[:, None] + np.arange(L + 2)[None, :], ns - 1)
+        W = x[np.asarray(rows)[:, None], idx].astype(np.float64)
+        if base is not None:
+            W -= base[rows].astype(np.float64)[:, None]
+        S = W @ ch.fine_k.T  # [n, 2 FINE + 1]
+        if not ch.subtract and base is None:
+            amp = (S * ch.vpc - ch.offset * ch.fine_sum_t[None, :]) / ch.fine_norm[None, :]
+        else:
+            amp = S * (ch.vpc / ch.fine_norm[None, :])
+        score = amp * (ch.fine_norm / ch.fine_knorm)[None, :]
+        nm = score.shape[1]
+        n = np.arange(len(jj))
+        m = np.clip(np.argmax(score, axis=1), 1, nm - 2)
+        sm, s0, sp = score[n, m - 1], score[n, m], score[n, m + 1]
+        den = sm - 2.0 * s0 + sp
+        frac = np.zeros(len(jj))
+        np.divide(0.5 * (sm - sp), den, out=frac, where=den < 0)
+        frac = np.clip(frac, -0.5, 0.5)
+        am, a0, ap = amp[n, m - 1], amp[n, m], amp[n, m + 1]
+        height = a0 + 0.5 * frac * (ap - am) + 0.5 * frac * frac * (ap - 2.0 * a0 + am)
+        pos = jj + ch.shifts[m] + frac / _FINE
+        return pos, height
+
+    def analyse(self, batch: EventBatch) -> PulseBatchResult:
+        """Run the filter on one batch without touching counters or files (pure)."""
         k = len(batch)
-        if k == 0:
-            return
         if batch.applied.config_generation != self._applied.config_generation:
             raise RuntimeError("batch of a configuration the filter was not started with")
         chans = self._chans
         rows = np.arange(k)
-        amps = [self._amplitudes(batch.raw, ch) for ch in chans]
+        traces = [self._amplitudes(batch.raw, ch) for ch in chans]
+        amps = [t[0] for t in traces]
         a_trg = amps[0]
         c0 = chans[0]
         n_pre = self._applied.n_pre
@@ -378,7 +435,7 @@ class PulseFilter(AnalysisModule):
         if hi < lo:
             lo, hi = 0, self._npos - 1
         j0 = np.argmax(a_trg[:, lo: hi + 1], axis=1) + lo
-        pos0, h0 = self._refine(a_trg, rows, j0)
+        pos0, h0 = self._refine(c0, traces[0][1], traces[0][2], rows, j0)
         validated = h0 >= c0.threshold
         nch = len(chans)
         hits = np.zeros((k, nch), dtype=bool)
@@ -395,7 +452,7 @@ class PulseFilter(AnalysisModule):
             idx = np.clip(start[:, None] + np.arange(nw)[None, :], 0, self._npos - 1)
             vals = amps[ci][rows[:, None], idx]
             jj = idx[rows, np.argmax(vals, axis=1)]
-            pc, hc = self._refine(amps[ci], rows, jj)
+            pc, hc = self._refine(ch, traces[ci][1], traces[ci][2], rows, jj)
             hits[:, ci] = validated & (hc >= ch.threshold) & (np.abs(pc - centre) <= w)
             pos[:, ci], height[:, ci] = pc, hc
         nhits = hits.sum(axis=1)
@@ -408,9 +465,20 @@ class PulseFilter(AnalysisModule):
         corr_pos = pos - delay_vec[None, :]
         with np.errstate(invalid="ignore"):
             t_evt = np.where(hits, corr_pos, 0.0).sum(axis=1) / np.maximum(nhits, 1)
-        doubles = self._find_doubles(amps, accepted, hits, pos, t_evt) if p.double_pulse else []
-        dt = self._applied.sample_interval_s
-        acc = np.nonzero(accepted)[0]
+        doubles = self._find_doubles(traces, accepted, hits, pos, t_evt) if p.double_pulse else []
+        return PulseBatchResult(self._order, validated, accepted, hits, pos, height, t_evt, doubles,
+                                self._applied.sample_interval_s, n_pre)
+
+    def process(self, batch: EventBatch) -> None:
+        if len(batch) == 0:
+            return
+        r = self.analyse(batch)
+        k, p = len(batch), self.p
+        validated, hits, pos, height, t_evt, doubles = r.validated, r.hits, r.pos, r.height, r.t_event, r.doubles
+        nhits = hits.sum(axis=1)
+        h0 = height[:, 0]
+        dt, n_pre = r.dt, r.n_pre
+        acc = np.nonzero(r.accepted)[0]
         acc_heights = height[acc][hits[acc]]
         t_last = float(batch.t_trigger[-1])
         with self.lock:
@@ -441,7 +509,7 @@ class PulseFilter(AnalysisModule):
             self._refit()
             self._fit_wall = now
 
-    def _find_doubles(self, amps: list[np.ndarray], accepted: np.ndarray, hits: np.ndarray,
+    def _find_doubles(self, traces: list[tuple], accepted: np.ndarray, hits: np.ndarray,
                       pos: np.ndarray, t_evt: np.ndarray) -> list[dict[str, Any]]:
         """Second pulses in accepted events (vectorised candidate search)."""
         acc = np.nonzero(accepted)[0]
@@ -449,7 +517,7 @@ class PulseFilter(AnalysisModule):
             return []
         found: dict[int, dict[int, list[tuple[float, float]]]] = {}
         for ci, ch in enumerate(self._chans):
-            A = amps[ci][acc]
+            A = traces[ci][0][acc]
             first = np.where(hits[acc, ci], pos[acc, ci], t_evt[acc] + ch.delay)
             s0 = np.ceil(first).astype(np.int64) + ch.length + self._sep
             mid = A[:, 1:-1]
@@ -459,7 +527,7 @@ class PulseFilter(AnalysisModule):
             if ev.size == 0:
                 continue
             jj = jj + 1
-            pc, hc = self._refine(A, ev, jj)
+            pc, hc = self._refine(ch, traces[ci][1], traces[ci][2], acc[ev], jj)
             for e, pp, hh in zip(ev.tolist(), pc.tolist(), hc.tolist(), strict=True):
                 found.setdefault(int(acc[e]), {}).setdefault(ci, []).append((pp, hh))
         out = []

@@ -15,7 +15,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["PulseShape", "sample_template"]
+__all__ = ["PulseShape", "sample_template", "shape_values"]
 
 
 class PulseShape(BaseModel):
@@ -77,6 +77,14 @@ class PulseShape(BaseModel):
     @property
     def duration(self) -> float:
         return float(self.nodes()[0][-1])
+
+
+def shape_values(shape: PulseShape, t: np.ndarray) -> np.ndarray:
+    """The signed unit shape at times ``t`` (s from the pulse start; 0 outside)."""
+    tn, vn = shape.nodes()
+    tt = np.unique(tn)
+    vv = _collapse(tn, vn)
+    return np.interp(t, tt, vv, left=0.0, right=0.0) * np.sign(shape.height)
 
 
 def sample_template(shape: PulseShape, dt: float) -> np.ndarray:

@@ -15,7 +15,7 @@ import numpy as np
 from ..daq.events import EventBatch
 from ..scope.types import Applied, ChannelConfig, Coupling, Direction, SigGenConfig, TriggerConfig
 
-__all__ = ["make_applied", "make_batch", "trapezoids"]
+__all__ = ["ReplayScope", "make_applied", "make_batch", "trapezoids"]
 
 
 def make_applied(channels: Sequence[str] = ("A",), *, dt: float = 4e-9, n_samples: int = 4000,
@@ -72,3 +72,82 @@ def make_batch(applied: Applied, volts: np.ndarray, *, first_event: int = 1,
                       t_trigger=np.asarray(t_trigger, dtype=np.float64),
                       trigger_time_offset_s=np.zeros(k), overflow=overflow,
                       auto_triggered=np.zeros(k, dtype=bool))
+
+
+class ReplayScope:
+    """A minimal backend that replays prepared raw events (for analysis tests and benchmarks).
+
+    ``configure`` accepts any settings whose enabled channels and record length match the
+    prepared events; ``read`` returns the next ``n_segments`` events (cycling) with trigger
+    times spaced ``1 / rate`` s on a simulated clock. Not a physics simulator: use
+    ``picodaq_ioc.scope.sim`` for that.
+    """
+
+    def __init__(self, raw: np.ndarray, rate: float = 1000.0) -> None:
+        from ..scope.types import ScopeInfo  # local: keep the import list short
+
+        self.raw = np.ascontiguousarray(raw, dtype=np.int16)
+        self.rate = float(rate)
+        self._i = 0
+        self._clock = 0.0
+        self._gen = 0
+        self._applied: Applied | None = None
+        self._armed = False
+        self._seq = 0
+        self.info = ScopeInfo(model="replay", family="2000a", serial="REPLAY", driver="replay",
+                              channels=("A", "B", "C", "D"), ranges_v=(0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0),
+                              couplings=(Coupling.AC, Coupling.DC), resolutions_bits=(8,),
+                              max_sample_rate_hz=1e9, memory_samples=1 << 28, max_segments=1 << 16,
+                              supports_pretrigger=True, supports_rapid_block=True, siggen=None)
+
+    def open(self, serial: str | None = None):
+        return self.info
+
+    def close(self) -> None:
+        self._armed = False
+
+    def configure(self, channels, timebase, trigger, siggen=None) -> Applied:
+        enabled = [c for c, cfg in channels.items() if cfg.enabled]
+        if len(enabled) != self.raw.shape[1] or timebase.n_samples != self.raw.shape[2]:
+            from ..scope.errors import InvalidConfig
+
+            raise InvalidConfig(f"replay data has {self.raw.shape[1]} channels x {self.raw.shape[2]} samples")
+        self._gen += 1
+        self._applied = Applied(channels=dict(channels), sample_interval_s=timebase.sample_interval_s,
+                                n_samples=timebase.n_samples,
+                                n_pre=int(round(timebase.n_samples * timebase.pretrigger_fraction)),
+                                n_segments=timebase.n_segments, max_adc=32512, resolution_bits=8,
+                                trigger=trigger, siggen=siggen or SigGenConfig(), config_generation=self._gen)
+        return self._applied
+
+    def arm(self) -> None:
+        self._armed = True
+        self._t_arm = self._clock
+
+    def wait(self, timeout_s: float) -> bool:
+        return self._armed
+
+    def stop(self) -> None:
+        self._armed = False
+
+    def read(self):
+        from ..scope.types import Capture
+
+        a = self._applied
+        n = a.n_segments
+        idx = (self._i + np.arange(n)) % self.raw.shape[0]
+        self._i = int((self._i + n) % self.raw.shape[0])
+        t = self._clock + (np.arange(n) + 1) / self.rate
+        self._clock = float(t[-1])
+        self._armed = False
+        self._seq += 1
+        return Capture(channels=a.enabled_channels, raw=self.raw[idx], overflow=np.zeros((n, self.raw.shape[1]), bool),
+                       t_trigger=t, trigger_time_offset_s=np.zeros(n), auto_triggered=np.zeros(n, bool),
+                       live_time_s=n / self.rate, t_armed=self._t_arm, t_ready=self._clock, applied=a,
+                       sequence=self._seq)
+
+    def clock(self) -> float:
+        return self._clock
+
+    def ping(self) -> bool:
+        return True
