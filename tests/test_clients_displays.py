@@ -1,0 +1,323 @@
+"""The matplotlib displays, headless (Agg), against a live IOC over Channel Access.
+
+Each test drives a display's ``update()`` like the GUI timer would and checks what is drawn
+against the PVs read independently with ``caget``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "clients"))
+
+from picodaq_clients.testing import IOCProcess, ca_server, wait_for  # noqa: E402
+
+PREFIX = "TCLI:"
+pytestmark = pytest.mark.ca
+
+
+def ioc_command(prefix: str) -> list[str]:
+    """Command line of the IOC the clients are tested against."""
+    return [sys.executable, str(ROOT / "clients" / "dev" / "fake_ioc.py"), "--prefix", prefix]
+
+
+@pytest.fixture(scope="module")
+def ioc(tmp_path_factory):
+    log = tmp_path_factory.mktemp("ioc") / "ioc.log"
+    proc = IOCProcess(ioc_command(PREFIX), log_path=str(log)).start()
+    try:
+        with ca_server(proc.port):
+            import epics
+
+            assert wait_for(lambda: epics.caget(PREFIX + "State_RBV", timeout=0.5) is not None, 30), \
+                f"IOC did not come up: {log.read_text() if log.exists() else ''}"
+            yield proc
+            epics.caput(PREFIX + "Acquire", 0, wait=True, timeout=5)
+    finally:
+        proc.stop()
+
+
+def caget(name: str, **kw):
+    import epics
+
+    v = epics.caget(PREFIX + name, timeout=5, **kw)
+    assert v is not None, f"caget {PREFIX}{name} failed"
+    return v
+
+
+def caput(name: str, value, wait: bool = True) -> None:
+    import epics
+
+    assert epics.caput(PREFIX + name, value, wait=wait, timeout=10) == 1, f"caput {PREFIX}{name}"
+
+
+def run_then_stop(min_events: int = 30) -> None:
+    """Acquire until at least ``min_events`` events, then stop (PVs are static afterwards)."""
+    caput("NumEvents", 0)
+    caput("Acquire", 1, wait=False)
+    assert wait_for(lambda: caget("Stats:Events_RBV") >= min_events, 30)
+    caput("Acquire", 0)
+    assert wait_for(lambda: caget("State_RBV", as_string=True) in ("Stopped", "Idle"), 10)
+
+
+def settle(display, names: list[str], timeout: float = 10.0) -> None:
+    """Wait until the display's cache holds what ``caget`` reads for each of ``names``."""
+    def same() -> bool:
+        for n in names:
+            mine = display.cache.value(n)
+            if mine is None or not np.array_equal(np.asarray(mine), np.asarray(caget(n))):
+                return False
+        return True
+
+    assert wait_for(same, timeout), f"monitors did not deliver {names}"
+
+
+@pytest.fixture
+def close_after():
+    opened = []
+    yield opened.append
+    for d in opened:
+        d.cache.close()
+        d.close()
+
+
+def test_oscilloscope_draws_the_pv_arrays(ioc, tmp_path, close_after):
+    from picodaq_clients.osci import Oscilloscope
+
+    caput("A:Enable", 1)
+    caput("B:Enable", 1)
+    caput("A:Range", 0.15)
+    osci = Oscilloscope(PREFIX)
+    close_after(osci)
+    run_then_stop()
+    names = ["TimeAxis_RBV", "A:Waveform_RBV", "B:Waveform_RBV", "A:Range_RBV", "B:Range_RBV",
+             "Stats:Events_RBV", "A:Enable_RBV", "B:Enable_RBV", "Trigger:Level_RBV"]
+    settle(osci, names)
+    osci.update()
+    assert osci.online and osci.offline_text == ""
+    assert set(osci.lines) == {"A", "B"}
+    t = caget("TimeAxis_RBV")
+    unit, scale = osci.time_unit
+    for c in "AB":
+        w = caget(f"{c}:Waveform_RBV")
+        n = min(len(t), len(w))
+        x, y = osci.lines[c].get_data()
+        np.testing.assert_array_equal(y, w[:n])
+        np.testing.assert_allclose(x, t[:n] * scale)
+        rng, off = caget(f"{c}:Range_RBV"), caget(f"{c}:Offset_RBV")
+        assert osci.axes[c].get_ylim() == pytest.approx((-rng - off, rng - off))
+    # the 0.15 V request was snapped by the device; the display shows what was applied
+    assert caget("A:Range_RBV") != 0.15
+    title = osci._suptitle.get_text()
+    assert f"event {caget('Stats:Events_RBV')}" in title
+    src = caget("Trigger:Source_RBV", as_string=True)
+    level = caget("Trigger:Level_RBV")
+    assert f"Trigger: {src}" in title
+    assert osci.trigger_line is not None and osci.trigger_line.axes is osci.axes[src]
+    assert osci.trigger_line.get_ydata()[0] == pytest.approx(level)
+    assert [zl.get_xdata()[0] for zl in osci.zero_lines] == [0.0, 0.0]
+    assert osci.axes["B"].get_xlabel() == f"time ({unit})"
+    png = tmp_path / "osci.png"
+    osci.savefig(str(png))
+    assert png.stat().st_size > 10_000
+
+    # disabling a channel removes its panel
+    caput("B:Enable", 0)
+    assert wait_for(lambda: osci.enabled_channels() == ("A",), 10)
+    osci.update()
+    assert list(osci.lines) == ["A"]
+    caput("B:Enable", 1)
+
+
+def test_voltmeter_bars_and_history(ioc, close_after):
+    from picodaq_clients.vmeter import VoltMeter
+
+    vm = VoltMeter(PREFIX, interval=1.0)
+    close_after(vm)
+    run_then_stop()
+    settle(vm, ["VMeter:A:Mean_RBV", "VMeter:A:RMS_RBV", "VMeter:B:Mean_RBV", "A:Enable_RBV"])
+    for k in range(3):
+        vm.update(now=100.0 + k)
+    mean_a, rms_a = caget("VMeter:A:Mean_RBV"), caget("VMeter:A:RMS_RBV")
+    assert vm.mean_bars[0].get_height() == pytest.approx(mean_a)
+    assert vm.rms_bars[0].get_height() == pytest.approx(rms_a)
+    assert f"A: mean {mean_a:+.4f} V" in vm.text.get_text()
+    x, y = vm.hist_lines["A"].get_data()
+    assert np.isfinite(y).sum() == 3 and y[-1] == pytest.approx(mean_a)
+    np.testing.assert_allclose(x[-3:], [-2.0, -1.0, 0.0])
+
+
+def test_rate_meter_history_follows_rate_pvs(ioc, close_after):
+    from picodaq_clients.rates import RateMeter
+
+    rm = RateMeter(PREFIX, interval=0.2)
+    close_after(rm)
+    caput("Acquire", 1, wait=False)
+    assert wait_for(lambda: rm.cache.all_connected(rm.required), 10)
+    seen = []
+    assert wait_for(lambda: rm.cache.value("Stats:TriggerRate_RBV", 0) > 0, 20)
+    # sample while running: every history point is the cached PV value at that frame
+    for k in range(5):
+        wait_for(lambda: False, 0.2)
+        now = 1000.0 + 0.2 * k
+        expected = rm.cache.value("Stats:TriggerRate_RBV")
+        rm.update(now)
+        seen.append(expected)
+    _, y = rm.lines["Stats:TriggerRate_RBV"].get_data()
+    np.testing.assert_allclose(y[-5:], seen)
+    assert max(seen) > 0
+    caput("Acquire", 0)
+    settle(rm, ["Stats:Events_RBV", "Stats:RunTime_RBV"])
+    rm.update(2000.0)
+    assert f"events {caget('Stats:Events_RBV')}" in rm._suptitle.get_text()
+
+
+def test_bufman_buttons_drive_run_state(ioc, tmp_path, close_after):
+    from picodaq_clients.bufman import BufferManagerPanel
+
+    bm = BufferManagerPanel(PREFIX)
+    close_after(bm)
+    assert wait_for(lambda: bm.cache.all_connected(bm.required), 10)
+    caput("NumEvents", 0)
+    for label, state in (("Start", "Running"), ("Pause", "Paused"), ("Resume", "Running"),
+                         ("Stop", "Stopped")):
+        bm.click(label)
+        assert bm.last_command == f"{label} sent"
+        assert wait_for(lambda state=state: caget("State_RBV", as_string=True) == state, 10), label
+        assert wait_for(lambda state=state: bm.cache.string("State_RBV") == state, 10)
+        bm.update()
+        assert bm.state_text.get_text() == f"state: {state}"
+    settle(bm, ["Stats:Triggers_RBV", "Stats:RunTime_RBV", "Buffer:FillLevel_RBV",
+                "Stats:LiveFraction_RBV"])
+    bm.update()
+    info = bm.info_text.get_text()
+    assert f"Triggers: {caget('Stats:Triggers_RBV')}" in info
+    assert f"TRun: {caget('Stats:RunTime_RBV'):.1f} s" in info
+    assert bm.fill_bar.get_width() == pytest.approx(caget("Buffer:FillLevel_RBV"))
+    assert bm.live_bar.get_width() == pytest.approx(caget("Stats:LiveFraction_RBV"))
+    bm.savefig(str(tmp_path / "bufman.png"))
+
+
+def test_histograms_show_spectra_and_lifetime_fit(ioc, close_after):
+    from picodaq_clients.hists import Histograms, bin_edges
+
+    hs = Histograms(PREFIX)
+    close_after(hs)
+    run_then_stop(100)
+    names = ["Pulse:Heights_RBV", "Pulse:HeightBins_RBV", "Pulse:DecayTimes_RBV",
+             "Pulse:DecayBins_RBV", "Pulse:Lifetime_RBV", "Pulse:LifetimeErr_RBV"]
+    settle(hs, names)
+    hs.update()
+    counts, edges = hs.height_steps.get_data()[:2]
+    h = caget("Pulse:Heights_RBV")
+    np.testing.assert_array_equal(counts, h)
+    np.testing.assert_allclose(edges, bin_edges(caget("Pulse:HeightBins_RBV"), len(h)))
+    d = caget("Pulse:DecayTimes_RBV")
+    dcounts, dedges = hs.decay_steps.get_data()[:2]
+    np.testing.assert_array_equal(dcounts, d)
+    unit, scale = hs.time_unit
+    np.testing.assert_allclose(dedges, bin_edges(caget("Pulse:DecayBins_RBV"), len(d)) * scale)
+    tau, err = caget("Pulse:Lifetime_RBV"), caget("Pulse:LifetimeErr_RBV")
+    assert np.isfinite(tau) and d.sum() > 0
+    assert f"τ = {tau * scale:.3f} ± {err * scale:.3f} {unit}" in hs.d_text.get_text()
+    t, y = hs.fit_line.get_data()
+    # the curve decays with the IOC's lifetime: y(t) - y(inf) ∝ exp(-t/tau)
+    assert len(t) == 200 and y[0] > y[-1]
+
+
+def test_exp_curve_recovers_amplitudes():
+    from picodaq_clients.hists import exp_curve
+
+    edges = np.linspace(0.0, 10.0, 21)
+    tau, amp, bkg = 2.0, 500.0, 3.0
+    counts = amp * tau * (np.exp(-edges[:-1] / tau) - np.exp(-edges[1:] / tau)) + bkg * np.diff(edges)
+    _, _, a, b = exp_curve(edges, counts, tau)
+    assert a == pytest.approx(amp) and b == pytest.approx(bkg)
+
+
+def test_dashboard_renders_all_parts(ioc, tmp_path, close_after):
+    from picodaq_clients.dashboard import Dashboard
+
+    db = Dashboard(PREFIX)
+    close_after(db)
+    assert wait_for(lambda: db.cache.all_connected(db.required), 15)
+    db.update()
+    assert db.online and db.offline_text == ""
+    assert db.osci.lines and db.bufman.state_text.get_text().startswith("state: ")
+    png = tmp_path / "dash.png"
+    db.savefig(str(png))
+    assert png.stat().st_size > 50_000
+
+
+def test_display_shows_disconnect_and_recovers(tmp_path):
+    """Kill the IOC (SIGKILL by PID) under a running display, restart it on the same port."""
+    from picodaq_clients.osci import Oscilloscope
+
+    prefix = "TKILL:"
+    ioc2 = IOCProcess(ioc_command(prefix), log_path=str(tmp_path / "ioc2.log")).start()
+    try:
+        with ca_server(ioc2.port):
+            osci = Oscilloscope(prefix)
+
+            def online() -> bool:
+                osci.update()
+                return osci.online
+
+            assert wait_for(online, 30)
+            ioc2.kill()
+            assert not ioc2.alive()
+
+            def offline() -> bool:
+                osci.update()
+                return not osci.online
+
+            assert wait_for(offline, 30)
+            assert osci.offline_text.startswith("DISCONNECTED\n" + prefix)
+            osci.savefig(str(tmp_path / "disconnected.png"))
+            ioc2.start()  # same port, same prefix, no client restart
+            assert wait_for(online, 60)
+            assert osci.offline_text == ""
+            import epics
+
+            # fresh data flows through the old subscriptions
+            before = osci.cache.updates("A:Waveform_RBV")
+            assert epics.caput(prefix + "Acquire", 1, wait=True, timeout=5) == 1
+            assert wait_for(lambda: osci.cache.updates("A:Waveform_RBV") > before + 2, 30)
+            epics.caput(prefix + "Acquire", 0, wait=True, timeout=5)
+            osci.cache.close()
+            osci.close()
+    finally:
+        ioc2.stop()
+
+
+def test_console_commands_save_png_for_several_iocs(ioc, tmp_path):
+    """``picodaq-osci --prefix P1 --prefix P2 --save`` as a user would run it, two IOCs."""
+    second = IOCProcess(ioc_command("TCLI2:"), log_path=str(tmp_path / "ioc3.log")).start()
+    try:
+        env = dict(second.env)
+        env["EPICS_CA_ADDR_LIST"] = f"127.0.0.1:{ioc.port} 127.0.0.1:{second.port}"
+        env["MPLBACKEND"] = "Agg"
+        env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "clients"), env.get("PYTHONPATH", "")])
+        for mod in ("osci", "bufman"):
+            out = tmp_path / f"{mod}_{{prefix}}.png"
+            r = subprocess.run([sys.executable, "-m", f"picodaq_clients.{mod}", "--prefix", PREFIX,
+                                "--prefix", "TCLI2:", "--save", str(out), "--timeout", "30"],
+                               env=env, capture_output=True, text=True, timeout=120)
+            assert r.returncode == 0, r.stdout + r.stderr
+            for p in ("TCLI", "TCLI2"):
+                png = tmp_path / f"{mod}_{p}.png"
+                assert png.stat().st_size > 10_000
+                assert f"saved {png} (online)" in r.stdout
+    finally:
+        second.stop()
