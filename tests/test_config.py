@@ -397,3 +397,18 @@ def test_disabled_listed_channel_stays_disabled(tmp_path):
     cfg = load_config(write(tmp_path, "x.yaml", {"channels": {"A": {}, "B": {"enabled": False}}}))
     chans, *_ = scope_settings(cfg)
     assert chans["A"].enabled and not chans["B"].enabled
+
+
+def test_docs_native_table_matches_model():
+    from picodaq_ioc.config.docgen import render_region
+
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    assert render_region() in text, "run: python -m picodaq_ioc.config.docgen --write docs/configuration.md"
+
+
+def test_docs_list_every_legacy_key():
+    from picodaq_ioc.config.legacy import ALL_LEGACY_KEYS
+
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    missing = [k for k in ALL_LEGACY_KEYS if f"| `{k}` |" not in text]
+    assert missing == []

@@ -106,8 +106,8 @@ class TimebaseSection(_Strict):
 
     sample_interval: float | None = Field(
         default=None, gt=0, le=1.0,
-        description="requested s per sample; the device takes the fastest interval ≤ this; "
-        "default duration/(samples − 0.1)")
+        description="requested s per sample; the device takes the longest interval ≤ this "
+        "(its fastest if none); default duration/(samples − 0.1)")
     duration: float | None = Field(
         default=None, gt=0, le=3600.0,
         description="total record length, s (picoDAQ `sampleTime`); default 10 µs if no interval")
@@ -210,7 +210,7 @@ SOURCE_KEYS: dict[str, frozenset[str]] = {
     "geiger": frozenset({"kind", "channels", "rate", "amplitude", "amplitude_spread", "rise", "flat", "fall",
                          "dead_time", "jitter"}),
     "noise": frozenset({"kind", "channels", "rms"}),
-    "siggen": frozenset({"kind", "channels", "amplitude_spread"}),
+    "siggen": frozenset({"kind", "channels"}),
 }
 
 
