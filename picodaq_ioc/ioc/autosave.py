@@ -474,4 +474,5 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--no-restore", action="store_true",
                         help="do not restore the autosaved settings at start (they are still saved)")
     parser.add_argument("--autosave", metavar="FILE", default=None,
-                        help="autosave file (default: <config stem>.autosave.json next to the config)")
+                        help="autosave file (default: <config stem>.autosave.json next to the --config file; "
+                             "without --config and --autosave nothing is saved)")

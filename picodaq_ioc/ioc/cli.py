@@ -87,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="append each run's end-of-run statistics to FILE as JSON lines")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: caproto debug)")
     p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    # --- security and reliability (issue 7, picodaq_ioc/ioc/reliability.py) ---
+    from . import reliability
+
+    reliability.add_arguments(p)
     return p
 
 
@@ -318,6 +322,14 @@ def run(args: argparse.Namespace) -> int:
         publisher = WaveformPublisher(session.bm, max_rate=args.max_rate)
         group.attach(ctl, publisher, cfg.device.backend, analysis_errors=errors)
         group.runner = runner
+        # --- security and reliability (issue 7): --acf, put log, autosave, --test-faults ---
+        from .reliability import ReliabilityError
+        from .reliability import install as install_reliability
+
+        try:
+            group.reliability = install_reliability(group, args)
+        except ReliabilityError as ex:
+            raise UserError(str(ex), 2) from None
         log.info("serving %d PVs with prefix %s on %s (port %s)", len(group.pvdb), args.prefix,
                  ", ".join(interfaces), os.environ.get("EPICS_CA_SERVER_PORT", "5064"))
         asyncio.run(serve(group, interfaces, args.summary))

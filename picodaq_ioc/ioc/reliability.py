@@ -49,8 +49,9 @@ def add_arguments(parser: Any) -> None:
 
 def install(group: Any, args: Any) -> Reliability:
     """Apply ``--acf``, the put log (always on; ``--putlog FILE`` adds a file), autosave
-    (unless ``--no-autosave``; file ``--autosave`` or ``<config stem>.autosave.json``) and
-    ``--test-faults`` to the IOC ``group`` (its ``pvdb`` is modified in place).
+    (file ``--autosave FILE`` or ``<config stem>.autosave.json`` next to ``--config``; off without
+    either, or with ``--no-autosave``) and ``--test-faults`` to the IOC ``group`` (its ``pvdb`` is
+    modified in place).
 
     Call after the group is attached to its controller and before the server runs.
     """
@@ -65,8 +66,10 @@ def install(group: Any, args: Any) -> Reliability:
     except access.AcfError as exc:
         raise ReliabilityError(f"error: --acf: {exc}") from None
     rel.putlog = putlog.install_putlog(pvdb, getattr(args, "putlog", None))
-    if not getattr(args, "no_autosave", False):
-        path = getattr(args, "autosave", None) or autosave.default_path(getattr(args, "config", None))
+    path = getattr(args, "autosave", None)
+    if path is None and getattr(args, "config", None):
+        path = autosave.default_path(args.config)
+    if path is not None and not getattr(args, "no_autosave", False):
         rel.autosave = autosave.install_autosave(group, pvdb, path,
                                                  restore=not getattr(args, "no_restore", False),
                                                  config_path=getattr(args, "config", None))
