@@ -412,3 +412,39 @@ def test_docs_list_every_legacy_key():
     text = (ROOT / "docs" / "configuration.md").read_text()
     missing = [k for k in ALL_LEGACY_KEYS if f"| `{k}` |" not in text]
     assert missing == []
+
+
+def test_legacy_pffile_translation(tmp_path):
+    write(tmp_path, "dev.yaml", {"picoChannels": ["A", "B", "C"], "ChanRanges": [0.2, 0.2, 0.2],
+                                 "trgThr": -0.03, "trgTyp": "Falling"})
+    write(tmp_path, "pf.yaml", {
+        "pulseShape": [{"pheight": -0.04, "taur": 2e-8, "tauon": 1e-8, "tauf": 1.5e-7, "delay": 0.0},
+                       {"pheight": -0.04, "taur": 2e-8, "tauon": 1e-8, "tauf": 1.5e-7, "delay": -0.04}],
+        "trgPulseShape": [{"pheight": -0.045, "taur": 2e-8, "tauon": 1e-8, "tauf": 1.5e-7}],
+        "NminCoincidence": 2, "modules": ["RMeter"], "logFile": "pFilt", "histograms": [[0, 1, 10, 5, "x", 0]]})
+    cfg = load_config(write(tmp_path, "c.daq", {"DeviceFile": "dev.yaml", "PFfile": "pf.yaml"}))
+    p = cfg.analysis[0].model_dump()
+    assert p["trgPulseShape"]["pheight"] == -0.045  # picoCosmo uses the first entry of the list
+    # per-shape delay in microseconds -> one delay per channel in seconds (channel i: shape min(i, n-1))
+    assert p["delay"] == pytest.approx([0.0, -0.04e-6, -0.04e-6])
+    assert all("delay" not in s for s in p["pulseShape"])
+    assert not {"modules", "logFile", "histograms"} & set(p)
+    assert any("modules" in n and "histograms" in n for n in cfg.notices)
+
+
+def test_legacy_flat_picodaq_pf_keys(tmp_path):
+    write(tmp_path, "dev.yaml", {"picoChannels": ["A"], "ChanRanges": [0.5]})
+    write(tmp_path, "pf.yaml", (CONFIGS / "legacy" / "pFconfig.yaml").read_text())
+    cfg = load_config(write(tmp_path, "c.daq", {"DeviceFile": "dev.yaml", "PFfile": "pf.yaml"}))
+    (shape,) = cfg.analysis[0].model_dump()["pulseShape"]
+    assert shape["pheight"] == -0.045 and shape["tauf"] == 128e-9 and shape["mode"] == 0
+
+
+@pytest.mark.parametrize("path", [p for p in LEGACY if p.suffix == ".daq" or "DAQ" in p.name],
+                         ids=lambda p: p.name)
+def test_legacy_analysis_entries_build_modules(path):
+    from picodaq_ioc.analysis.registry import create_module
+
+    cfg = load_config(path)
+    for i, section in enumerate(cfg.analysis):
+        assert create_module(section, i).prefix

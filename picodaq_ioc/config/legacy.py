@@ -75,9 +75,17 @@ DEVICE_DEFAULTS: dict[str, Any] = {
 }
 BUFFER_DEFAULTS: dict[str, Any] = {"NBuffers": 16, "LogFile": None, "verbose": 1, "logTime": 60}
 
+#: built-in analysis module that replaces picoDAQ's pulseFilter / picoCosmo's PulseFilter
+PULSE_MODULE = "pulse"
+#: pulse-filter keys about displays and output files (not parameters of the analysis)
+PF_DISPLAY_KEYS: frozenset[str] = frozenset({
+    "logFile", "logFile2", "rawFile", "pictFile", "rawFile1", "Nraw1", "modules", "histograms",
+    "RMeterInterval", "RMeterRate", "RMeterTitle", "analysisLevel",
+})
+
 #: picoDAQ example analysis scripts whose function is built in (they are never executed)
 KNOWN_SCRIPTS: dict[str, str] = {
-    "anaDAQ.py": "pulse",  # pulse filter (+ rate meter, histograms): built-in module 'pulse'
+    "anaDAQ.py": PULSE_MODULE,  # pulse filter (+ rate meter, histograms): built-in module 'pulse'
     "testDAQ.py": "",  # example consumers: replaced by the IOC's PVs and clients
 }
 
@@ -342,7 +350,8 @@ class _Translator:
         extra: list[dict[str, Any]] = []
         if "PFfile" in data:
             pf, pf_file = self.read_ref(data, "PFfile")
-            entry = {"module": "pulse", **pf}
+            chans = list(native.get("channels", {}))
+            entry = {"module": PULSE_MODULE, **self.pulse_filter(pf, pf_file, len(chans))}
             extra.append(entry)
             self.note(f"{self.path}: PFfile {pf_file} -> analysis module 'pulse'")
             self.map(("analysis",), "PFfile", data["PFfile"], file=self.path)
@@ -370,6 +379,40 @@ class _Translator:
                 native["analysis"] = extra
             elif isinstance(analysis, list):
                 native["analysis"] = list(analysis) + extra
+
+
+    def pulse_filter(self, pf: Mapping[str, Any], file: str, n_channels: int) -> dict[str, Any]:
+        """picoCosmo/picoDAQ pulse-filter keys -> parameters of the built-in ``pulse`` module."""
+        out: dict[str, Any] = {}
+        shape_keys = {"taur", "tauon", "tauf", "tauf2", "tauoff", "taur2", "pheight", "mode"}
+        flat = {k: pf[k] for k in pf if k in shape_keys}
+        dropped = [k for k in pf if k in PF_DISPLAY_KEYS]
+        for k, v in pf.items():
+            if k in shape_keys or k in PF_DISPLAY_KEYS:
+                continue
+            out[k] = v
+        if flat and "pulseShape" not in out:  # picoDAQ's flat pFconfig: one unipolar/bipolar shape
+            out["pulseShape"] = [flat]
+        elif flat:
+            raise self.err("give the pulse shape either as pulseShape or as flat taur/tauon/... keys",
+                           sorted(flat)[0], flat[sorted(flat)[0]], "one of the two forms", file)
+        trg = out.get("trgPulseShape")
+        if isinstance(trg, list) and trg:
+            out["trgPulseShape"] = trg[0]  # picoCosmo uses the first entry
+        shapes = out.get("pulseShape")
+        if isinstance(shapes, list) and shapes and all(isinstance(x, dict) for x in shapes) \
+                and any("delay" in x for x in shapes) and "delay" not in out:
+            # picoCosmo: per-shape delay in microseconds; channel i uses shape min(i, n-1)
+            delays = []
+            for i in range(max(n_channels, 1)):
+                d = shapes[min(i, len(shapes) - 1)].get("delay", 0.0)
+                delays.append(d * 1e-6 if _num(d) else d)
+            out["pulseShape"] = [{k: v for k, v in x.items() if k != "delay"} for x in shapes]
+            out["delay"] = delays
+        if dropped:
+            self.note(f"{file}: pulse-filter display/output keys {', '.join(dropped)} noted; the 'pulse' "
+                      "module writes its own run files and its displays are CA clients")
+        return out
 
 
 def translate(data: Mapping[str, Any], path: str | Path | None = None
