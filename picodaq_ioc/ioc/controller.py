@@ -169,7 +169,7 @@ class Controller:
                 fn()
             try:
                 await self.call(self.session.start, max_events=max_events or None)
-            except ScopeError as ex:
+            except (ScopeError, RuntimeError, ValueError) as ex:
                 raise PutRefused(f"Acquire: {explain(ex)}") from ex
             log.info("run started (max_events=%s)", max_events or "unlimited")
             return True
@@ -189,12 +189,18 @@ class Controller:
                 return
             if self.state != RunState.RUNNING:
                 raise PutRefused(f"Pause: no run in progress (State is {self.state.value})")
-            await self.call(self.session.pause)
+            try:
+                await self.call(self.session.pause)
+            except (ScopeError, RuntimeError) as ex:
+                raise PutRefused(f"Pause: {explain(ex)}") from ex
 
     async def resume(self) -> None:
         async with self.lock:
             if self.state == RunState.PAUSED:
-                await self.call(self.session.resume)
+                try:
+                    await self.call(self.session.resume)
+                except (ScopeError, RuntimeError) as ex:
+                    raise PutRefused(f"Pause: {explain(ex)}") from ex
 
     async def wait_processed(self, n: int) -> bool:
         """Wait until ``n`` events were processed by every obligatory consumer, or the run ended.

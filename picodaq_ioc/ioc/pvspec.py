@@ -128,14 +128,21 @@ async def write_if_changed(pv, value, **kw: Any) -> None:
     await pv.write(value, **kw)
 
 
+def plain(value: Any) -> Any:
+    """numpy scalars as plain Python values (for messages)."""
+    if hasattr(value, "item") and getattr(value, "size", 2) == 1:
+        return value.item()
+    return value
+
+
 def finite(value: Any, what: str) -> float:
     """``float(value)`` or ValueError naming ``what`` for NaN / inf / junk."""
     try:
         v = float(value)
     except (TypeError, ValueError) as ex:
-        raise ValueError(f"{what}: {value!r} is not a number") from ex
+        raise ValueError(f"{what}: {plain(value)!r} is not a number") from ex
     if not math.isfinite(v):
-        raise ValueError(f"{what}: {value!r} is not a finite number")
+        raise ValueError(f"{what}: {plain(value)!r} is not a finite number")
     return v
 
 

@@ -8,7 +8,7 @@ from caproto import AlarmSeverity, AlarmStatus
 
 from ...daq.events import RunState
 from ..controller import PutRefused
-from ..pvspec import enum_pv, int_pv, set_alarm, write_if_changed
+from ..pvspec import enum_pv, int_pv, plain, set_alarm, write_if_changed
 from .base import PicoGroup, init_write
 
 log = logging.getLogger("picodaq_ioc.ioc")
@@ -33,7 +33,7 @@ class AcquisitionGroup(PicoGroup):
     @acquire.putter
     async def acquire(self, instance, value):
         if value not in ("Stop", "Start"):
-            raise PutRefused(f"Acquire: {value!r} is not one of Stop, Start")
+            raise PutRefused(f"Acquire: {plain(value)!r} is not one of Stop, Start")
         ctl = self.ctl
         if value == "Stop":
             await ctl.stop()
@@ -57,7 +57,7 @@ class AcquisitionGroup(PicoGroup):
     @pause.putter
     async def pause(self, instance, value):
         if value not in ("Run", "Pause"):
-            raise PutRefused(f"Pause: {value!r} is not one of Run, Pause")
+            raise PutRefused(f"Pause: {plain(value)!r} is not one of Run, Pause")
         if value == "Pause":
             await self.ctl.pause()
         else:
@@ -66,7 +66,11 @@ class AcquisitionGroup(PicoGroup):
         return value
 
     async def refresh_state(self) -> None:
-        await self.show_state(self.ctl.state)
+        refresh = getattr(self.root, "refresh_status", None)
+        if refresh is not None:
+            await refresh()  # statistics are final when a put-callback completes
+        else:
+            await self.show_state(self.ctl.state)
 
     async def show_state(self, state: RunState) -> None:
         name = state.value

@@ -19,7 +19,16 @@ from caproto import AlarmSeverity, AlarmStatus, ChannelType
 
 from ...analysis.base import AnalysisModule, ResultSpec
 from ..controller import PutRefused
-from ..pvspec import float_pv, int_pv, long_string_pv, set_alarm, string_pv, waveform_pv, write_if_changed
+from ..pvspec import (
+    float_pv,
+    int_pv,
+    long_string_pv,
+    plain,
+    set_alarm,
+    string_pv,
+    waveform_pv,
+    write_if_changed,
+)
 from .base import PicoGroup
 
 log = logging.getLogger("picodaq_ioc.ioc.analysis")
@@ -83,7 +92,7 @@ def _command_putter(name: str):
     async def putter(self, instance, value):
         v = float(value)
         if not math.isfinite(v):
-            raise PutRefused(f"{self.module.prefix}:{name}: {value!r} is not a finite number")
+            raise PutRefused(f"{self.module.prefix}:{name}: {plain(value)!r} is not a finite number")
         arg: Any = int(v) if v.is_integer() else v
         try:
             await asyncio.to_thread(self.module.command, name, arg)

@@ -7,7 +7,7 @@ from caproto import AlarmSeverity, AlarmStatus, ChannelType
 
 from ...scope.types import Applied, Coupling
 from ..controller import PutRefused
-from ..pvspec import enum_pv, finite, float_pv, pair, set_alarm, waveform_pv, write_if_changed
+from ..pvspec import enum_pv, finite, float_pv, pair, plain, set_alarm, waveform_pv, write_if_changed
 from .base import PicoGroup, init_write
 
 ON_OFF = ("Off", "On")
@@ -51,7 +51,7 @@ def make_channel_group(ch: str, info, max_samples: int) -> type[PicoGroup]:
         @enable.putter
         async def enable(self, instance, value):
             if value not in ON_OFF:
-                raise PutRefused(f"{ch}:Enable: {value!r} is not one of Off, On")
+                raise PutRefused(f"{ch}:Enable: {plain(value)!r} is not one of Off, On")
             await self.ctl.set_channel(ch, f"{ch}:Enable", enabled=(value == "On"))
             return value
 
@@ -64,7 +64,7 @@ def make_channel_group(ch: str, info, max_samples: int) -> type[PicoGroup]:
         @coupling.putter
         async def coupling(self, instance, value):
             if value not in couplings:
-                raise PutRefused(f"{ch}:Coupling: {value!r} is not one of {', '.join(couplings)}")
+                raise PutRefused(f"{ch}:Coupling: {plain(value)!r} is not one of {', '.join(couplings)}")
             await self.ctl.set_channel(ch, f"{ch}:Coupling", coupling=Coupling(value))
             return value
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ...scope.types import Applied, WaveType
 from ..controller import PutRefused
-from ..pvspec import enum_pv, finite, float_pv, pair, write_if_changed
+from ..pvspec import enum_pv, finite, float_pv, pair, plain, write_if_changed
 from .base import PicoGroup, init_write
 
 ON_OFF = ("Off", "On")
@@ -32,7 +32,7 @@ def make_siggen_group(info) -> type[PicoGroup]:
         @enable.putter
         async def enable(self, instance, value):
             if value not in ON_OFF:
-                raise PutRefused(f"SigGen:Enable: {value!r} is not one of Off, On")
+                raise PutRefused(f"SigGen:Enable: {plain(value)!r} is not one of Off, On")
             if value == "On" and caps is None:
                 raise PutRefused(f"SigGen:Enable: the {info.model} has no signal generator")
             await self.ctl.set_siggen("SigGen:Enable", enabled=(value == "On"))
@@ -41,7 +41,7 @@ def make_siggen_group(info) -> type[PicoGroup]:
         @wave.putter
         async def wave(self, instance, value):
             if value not in waves:
-                raise PutRefused(f"SigGen:Waveform: {value!r} is not one of {', '.join(waves)}")
+                raise PutRefused(f"SigGen:Waveform: {plain(value)!r} is not one of {', '.join(waves)}")
             await self.ctl.set_siggen("SigGen:Waveform", waveform=WaveType(value))
             return value
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ...daq.events import RunStats
 from ..controller import PutRefused
-from ..pvspec import enum_pv, float_pv, int_pv, write_if_changed
+from ..pvspec import enum_pv, float_pv, int_pv, plain, write_if_changed
 from .base import PicoGroup
 
 INT32_MAX = 2**31 - 1
@@ -64,7 +64,7 @@ class StatsGroup(PicoGroup):
     @reset.putter
     async def reset(self, instance, value):
         if value not in ("Done", "Reset"):
-            raise PutRefused(f"Stats:Reset: {value!r} is not one of Done, Reset")
+            raise PutRefused(f"Stats:Reset: {plain(value)!r} is not one of Done, Reset")
         if value == "Reset":
             st = await self.ctl.stats()
             self.baseline = Baseline(st.triggers, st.events, st.discarded, st.processed, st.run_time,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ...scope.types import Applied, Direction
 from ..controller import PutRefused
-from ..pvspec import enum_pv, finite, float_pv, int_pv, pair, write_if_changed
+from ..pvspec import enum_pv, finite, float_pv, int_pv, pair, plain, write_if_changed
 from .base import PicoGroup, init_write
 
 ON_OFF = ("Off", "On")
@@ -31,14 +31,14 @@ def make_trigger_group(info) -> type[PicoGroup]:
         @enable.putter
         async def enable(self, instance, value):
             if value not in ON_OFF:
-                raise PutRefused(f"Trigger:Enable: {value!r} is not one of Off, On")
+                raise PutRefused(f"Trigger:Enable: {plain(value)!r} is not one of Off, On")
             await self.ctl.set_trigger("Trigger:Enable", enabled=(value == "On"))
             return value
 
         @source.putter
         async def source(self, instance, value):
             if value not in sources:
-                raise PutRefused(f"Trigger:Source: {value!r} is not one of {', '.join(sources)}")
+                raise PutRefused(f"Trigger:Source: {plain(value)!r} is not one of {', '.join(sources)}")
             await self.ctl.set_trigger("Trigger:Source", source=value)
             return value
 
@@ -51,7 +51,7 @@ def make_trigger_group(info) -> type[PicoGroup]:
         @direction.putter
         async def direction(self, instance, value):
             if value not in DIRECTIONS:
-                raise PutRefused(f"Trigger:Direction: {value!r} is not one of {', '.join(DIRECTIONS)}")
+                raise PutRefused(f"Trigger:Direction: {plain(value)!r} is not one of {', '.join(DIRECTIONS)}")
             await self.ctl.set_trigger("Trigger:Direction", direction=Direction(value))
             return value
 
