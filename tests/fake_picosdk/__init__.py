@@ -36,6 +36,18 @@ from .library import (
     FakeSDK,
 )
 
+DEFAULT_VARIANTS = {"ps2000": "2204A", "ps2000a": "2206B", "ps3000a": "3204A", "ps4000": "4224",
+                    "ps4000a": "4824", "ps5000a": "5242D", "ps6000": "6402D"}
+
+
+def make_unit(lib: str, variant: str | None = None, serial: str = "FK000/0001", **kw) -> FakeUnit:
+    """A fake unit of driver ``lib`` ("ps2000a" ...); the channel count follows the model
+    number (second digit), as on the real units."""
+    variant = variant or DEFAULT_VARIANTS[lib]
+    kw.setdefault("n_channels", int(variant[1]))
+    return FakeUnit(lib, variant, serial, **kw)
+
+
 _PICO_LIB = re.compile(r"^lib(ps\d{4}a?)\.so(\.\d+)?$")
 
 
@@ -60,8 +72,32 @@ def installed(sdk: FakeSDK) -> Iterator[FakeSDK]:
         del ctypes.cdll.LoadLibrary
 
 
+FAMILY_OF = {"ps2000": "2000", "ps2000a": "2000a", "ps3000a": "3000a", "ps4000": "4000",
+             "ps4000a": "4000a", "ps5000a": "5000a", "ps6000": "6000"}
+
+
+@contextlib.contextmanager
+def fake_backend(lib: str, *, units: list[FakeUnit] | None = None, backend_kw: dict | None = None,
+                 **unit_kw) -> Iterator[tuple]:
+    """``(backend, sdk, unit)``: a not-yet-opened PicoScopeBackend for ``lib`` on a fake bus
+    holding ``units`` (default: one ``make_unit(lib, **unit_kw)``); closed at the end."""
+    from picodaq_ioc.scope.picoscope import PicoScopeBackend
+
+    unit = make_unit(lib, **unit_kw) if units is None else (units[0] if units else None)
+    sdk = FakeSDK([unit] if units is None else units)
+    with installed(sdk):
+        kw = {"model": FAMILY_OF[lib], "poll_interval_s": 2e-4}
+        kw.update(backend_kw or {})
+        backend = PicoScopeBackend(**kw)
+        try:
+            yield backend, sdk, unit
+        finally:
+            backend.close()
+
+
 __all__ = [
-    "Call", "FakeChannel", "FakeLibrary", "FakeSDK", "FakeUnit", "installed",
+    "FAMILY_OF", "fake_backend",
+    "DEFAULT_VARIANTS", "make_unit", "Call", "FakeChannel", "FakeLibrary", "FakeSDK", "FakeUnit", "installed",
     "PICO_BUSY", "PICO_DRIVER_FUNCTION", "PICO_INVALID_HANDLE", "PICO_INVALID_VOLTAGE_RANGE",
     "PICO_NOT_FOUND", "PICO_NOT_RESPONDING", "PICO_OK", "PICO_POWER_SUPPLY_NOT_CONNECTED",
 ]

@@ -46,6 +46,7 @@ class FakeUnit:
     polls_before_ready: int = 2  # IsReady answers "not ready" this many times per run
     never_ready: bool = False
     unplugged: bool = False
+    open_status: int = 0  # what OpenUnit returns after opening (0x11A: no external power)
     trigger_offset_fraction: float = 0.25  # reported trigger time offset = -fraction*dt*(1+seg)/2^seg
     # state
     handle: int = 0
@@ -155,7 +156,7 @@ class FakeUnit:
         """Raw codes and per-capture overflow bitmask, like the ADC does it."""
         raw = np.zeros(volts.shape, dtype=np.int16)
         overflow = np.zeros(volts.shape[0], dtype=np.int16)
-        step = 2 ** (16 - self.resolution_bits) if self.family in ("ps2000a", "ps3000a", "ps5000a", "ps6000") else 1
+        step = 2 ** (16 - self.resolution_bits) if self.family in ("ps2000", "ps2000a", "ps3000a", "ps5000a", "ps6000") else 1
         for i, ch in self.channels.items():
             if not ch.enabled:
                 continue

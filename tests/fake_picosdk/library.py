@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import math
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -77,6 +78,7 @@ class Call:
     args: tuple
     values: tuple
     status: int | None = None
+    thread: int = 0  # threading.get_ident() of the caller
 
 
 def _val(x: Any) -> Any:
@@ -162,7 +164,7 @@ class FakeLibrary:
         impl = getattr(self._sdk, ("_p2_" if fam == "ps2000" else "_f_") + suffix)
 
         def c_function(*args: Any) -> int:
-            call = Call(name, args, tuple(_plain(a) for a in args))
+            call = Call(name, args, tuple(_plain(a) for a in args), thread=threading.get_ident())
             self._sdk.calls.append(call)
             fault = self._sdk._take_fault(name)
             if fault is not None:
@@ -271,7 +273,7 @@ class FakeSDK:
         if rest:
             u.resolution_bits = RESOLUTION_BITS[_val(rest[0])]
         _out(handle_ref, self._open(u))
-        return PICO_OK
+        return u.open_status  # e.g. PICO_POWER_SUPPLY_NOT_CONNECTED: opened, but on USB power
 
     def _f_CloseUnit(self, fam, h):
         u = self._unit(fam, h)

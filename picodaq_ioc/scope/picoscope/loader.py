@@ -23,7 +23,7 @@ from typing import Any
 
 from ..errors import DeviceNotFound, DriverNotAvailable
 from .drivers import DriverSpec
-from .status import map_error, pico_code
+from .status import NOT_FOUND_CODES, map_error, pico_code
 
 LIBRARY_PATH_ENV = "PICODAQ_PICOSDK_PATH"
 
@@ -125,7 +125,7 @@ def construct(spec: DriverSpec, serial: str | None) -> Any:
                 + install_hint(spec)) from None
         _discard(obj)
         err = map_error(exc, driver=spec.lib, action="OpenUnit", opening=True)
-        if isinstance(err, DeviceNotFound) or pico_code(exc) is None:
+        if pico_code(exc) in NOT_FOUND_CODES or pico_code(exc) is None:
             err = DeviceNotFound(f"no PicoScope{where} found by the {spec.lib} driver")
         raise err from None
     except Exception as exc:
