@@ -334,12 +334,6 @@ def run(args: argparse.Namespace) -> int:
                 await asyncio.to_thread(runner.end_run)
 
             group.run_end_hooks.append(end_analysis_run)
-        rel = _reliability()
-        if rel is not None:
-            try:
-                group.reliability = rel.install(group, args)
-            except rel.ReliabilityError as ex:
-                raise UserError(str(ex), 2) from None
         # --- security and reliability (issue 7): --acf, put log, autosave, --test-faults ---
         from .reliability import ReliabilityError
         from .reliability import install as install_reliability
