@@ -273,6 +273,14 @@ class SimulationSection(_Strict):
         default=None, description="generator output looped back into this channel")
     sources: list[SourceSection] = Field(default_factory=list, description="signal sources")
 
+    @model_validator(mode="after")
+    def _one_loopback_form(self) -> SimulationSection:
+        if self.siggen_channel is not None and any(s.kind == "siggen" for s in self.sources):
+            raise ValueError(
+                f"siggen_channel: the generator loopback is also given as a 'siggen' source"
+                f"{ALLOWED_SEP}either siggen_channel or a source of kind siggen, not both")
+        return self
+
 
 class AnalysisSection(BaseModel):
     """One analysis module: ``module`` is a built-in name or ``pkg.mod:Class``; other keys are its params."""
