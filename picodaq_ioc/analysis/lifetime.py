@@ -4,8 +4,10 @@ The model over a window ``[a, b]`` (the picoCosmo ``fit_dpData.py`` likelihood):
 
     p(t) = (1 - f) * exp(-t/tau) / (tau * (exp(-a/tau) - exp(-b/tau)))  +  f / (b - a)
 
-``tau`` and the background fraction ``f`` are fitted together (``f`` bounded to
-[0, 1]); the quoted error of ``tau`` is the square root of the ``tau`` element of the
+``tau`` and the background fraction ``f`` are fitted together. ``f`` may become
+slightly negative (as long as the density stays positive over the window): bounding it at
+0 would make the quoted error too small whenever the fit sits on the bound, which
+happens often for long lifetimes where signal and background look alike. The quoted error of ``tau`` is the square root of the ``tau`` element of the
 inverse Hessian of the negative log-likelihood (so it includes the correlation with
 ``f``). Internally the fit works in the scaled variable ``x = (t - a)/(b - a)`` and the
 rate ``u = (b - a)/tau`` with analytic gradient and Hessian, so it is fast enough to
@@ -54,7 +56,9 @@ def _nll_grad_hess(theta: np.ndarray, x: np.ndarray, background: bool):
     u, f = float(theta[0]), (float(theta[1]) if background else 0.0)
     g, h, dh = _g_terms(x, u)
     p = (1.0 - f) * g + f
-    if np.any(p <= 0):
+    # the density must stay positive over the whole window (g is largest at x=0, smallest at x=1)
+    g_end = u * math.exp(-u) / -math.expm1(-u)
+    if (1.0 - f) * g_end + f <= 0 or np.any(p <= 0):
         return np.inf, np.zeros(2), np.eye(2)
     pu = (1.0 - f) * g * h
     pf = 1.0 - g
@@ -114,7 +118,7 @@ def fit_lifetime(t: np.ndarray, t_min: float, t_max: float, *, background: bool 
     converged = False
     for _ in range(200):  # damped Newton with the bound 0 <= f <= 1 handled as an active set
         free = [0]
-        if background and not ((f <= 0.0 and grad[1] > 0) or (f >= 1.0 and grad[1] < 0)):
+        if background and not (f >= 1.0 and grad[1] < 0):
             free.append(1)
         hf = hess[np.ix_(free, free)]
         gf_ = grad[free]
@@ -130,7 +134,7 @@ def fit_lifetime(t: np.ndarray, t_min: float, t_max: float, *, background: bool 
         improved = False
         for _ls in range(60):
             un = u + s * full[0]
-            fn = min(max(f + s * full[1], 0.0), 1.0)
+            fn = min(f + s * full[1], 1.0)
             if un > 0:
                 cand = _nll_grad_hess(np.array([un, fn]), x, background)
                 if cand[0] <= nll + 1e-4 * s * float(full @ grad):
@@ -146,7 +150,7 @@ def fit_lifetime(t: np.ndarray, t_min: float, t_max: float, *, background: bool 
         if du < 1e-10 * u and dfb < 1e-10:
             converged = True
             break
-    at_bound = (not background) or f <= 0.0 or f >= 1.0
+    at_bound = (not background) or f >= 1.0
     try:
         if at_bound:
             var_u = 1.0 / hess[0, 0]

@@ -18,12 +18,25 @@ import yaml
 
 from .base import RunInfo
 
-__all__ = ["CsvWriter", "plain", "run_stamp", "output_path", "write_yaml"]
+__all__ = ["CsvWriter", "output_path", "plain", "run_stamp", "unique_stamp", "write_yaml"]
 
 
 def run_stamp(run: RunInfo) -> str:
-    """``yymmdd-HHMMSS`` of the run start (local time)."""
-    return time.strftime("%y%m%d-%H%M%S", time.localtime(run.run_start_time))
+    """``yymmdd-HHMMSS`` of the run start (local time), or ``run.extra["stamp"]`` if set
+    (the runner adds ``-2``, ``-3`` ... when files of another run already use the stamp)."""
+    st = run.extra.get("stamp") if run.extra else None
+    return str(st) if st else time.strftime("%y%m%d-%H%M%S", time.localtime(run.run_start_time))
+
+
+def unique_stamp(output_dir: str, run_start_time: float) -> str:
+    """A stamp for a new run that no file in ``output_dir`` uses yet."""
+    base = time.strftime("%y%m%d-%H%M%S", time.localtime(run_start_time))
+    d = Path(output_dir)
+    stamp, n = base, 1
+    while d.is_dir() and any(d.glob(f"{stamp}_*")):
+        n += 1
+        stamp = f"{base}-{n}"
+    return stamp
 
 
 def output_path(run: RunInfo, name: str, what: str, ext: str) -> Path:

@@ -32,7 +32,7 @@ from typing import Any
 
 from ..daq.events import EventBatch
 from .base import AnalysisConfigError, AnalysisModule, RunInfo
-from .output import output_path, write_yaml
+from .output import output_path, unique_stamp, write_yaml
 from .registry import create_module
 
 __all__ = ["AnalysisRunner"]
@@ -60,7 +60,7 @@ class AnalysisRunner:
         feed batches yourself with :meth:`process`.
     analysis_sections : iterable
         ``AnalysisSection`` objects or dicts (``module``, optional ``name``/``prefix``,
-        parameters).
+        parameters), or ready :class:`AnalysisModule` instances.
     output_dir : str or Path
         Directory of the per-run files.
     max_events : int
@@ -87,7 +87,9 @@ class AnalysisRunner:
         self.summary_file: str | None = None
         prefixes: dict[str, str] = {}
         for i, sec in enumerate(analysis_sections or ()):
-            m = create_module(sec, i)
+            m = sec if isinstance(sec, AnalysisModule) else create_module(sec, i)
+            if not m.name:
+                m.name = type(m).__name__.lower()
             if m.name in self.modules:
                 raise AnalysisConfigError("duplicate module name; give each entry its own 'name'",
                                           module=f"analysis[{i}]", key="name", value=m.name)
@@ -157,10 +159,14 @@ class AnalysisRunner:
         with self._lock:
             if self._run is not None:
                 self._end_run_locked()
-            self._run_number += 1
-            self._run = RunInfo(run_start_time if run_start_time is not None else time.time(),
-                                self.output_dir, extra={"run_number": self._run_number})
+            self._run = self._new_run(run_start_time)
             return self._run
+
+    def _new_run(self, t: float | None) -> RunInfo:
+        self._run_number += 1
+        t = time.time() if t is None else float(t)
+        return RunInfo(t, self.output_dir, extra={"run_number": self._run_number,
+                                                  "stamp": unique_stamp(self.output_dir, t)})
 
     def end_run(self) -> dict[str, Any]:
         """Finish every module of the current run, write the summary file, return the summaries.
@@ -220,8 +226,7 @@ class AnalysisRunner:
                 self._end_run_locked()
                 run = None
             if run is None:
-                self._run_number += 1
-                run = self._run = RunInfo(time.time(), self.output_dir, extra={"run_number": self._run_number})
+                run = self._run = self._new_run(None)
             need_start = st.run is not run or st.generation != gen
             if need_start:
                 new_run = st.run is not run
