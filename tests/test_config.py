@@ -448,3 +448,12 @@ def test_legacy_analysis_entries_build_modules(path):
     cfg = load_config(path)
     for i, section in enumerate(cfg.analysis):
         assert create_module(section, i).prefix
+
+
+def test_legacy_native_device_section(tmp_path):
+    cfg = load_config(write(tmp_path, "ps.yaml", {"PSmodel": "5000a", "frqSG": 0,
+                                                  "device": {"backend": "picoscope", "serial": "AB123/0001"}}))
+    assert (cfg.device.model, cfg.device.backend, cfg.device.serial) == ("5000a", "picoscope", "AB123/0001")
+    with pytest.raises(ConfigError) as ei:
+        load_config(write(tmp_path, "ps2.yaml", {"PSmodel": "5000a", "device": {"model": "2000a"}}))
+    assert ei.value.key == "device.model" and "PSmodel" in str(ei.value)

@@ -51,6 +51,8 @@ def make_broken(src: Path, kind: str, tmp: Path) -> Broken:
         return _make_legacy(src, kind, tmp)
     data = read_mapping(src)
     dst = tmp / src.name
+    data.setdefault("channels", {"A": {}})  # files may rely on the defaults
+    data.setdefault("trigger", {})
     ch = next(iter(data["channels"]))
     if kind == "bad_key":
         data["channels"][ch]["rnage"] = data["channels"][ch].pop("range", 0.2)
