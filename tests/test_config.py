@@ -457,3 +457,15 @@ def test_legacy_native_device_section(tmp_path):
     with pytest.raises(ConfigError) as ei:
         load_config(write(tmp_path, "ps2.yaml", {"PSmodel": "5000a", "device": {"model": "2000a"}}))
     assert ei.value.key == "device.model" and "PSmodel" in str(ei.value)
+
+
+@pytest.mark.parametrize("doc, key", [
+    ({"channels": {"A": {"range": True}}}, "channels.A.range"),
+    ({"timebase": {"samples": True}}, "timebase.samples"),
+    ({"ChanRanges": [True, 0.35]}, "ChanRanges[0]"),
+    ({"channels": {"Z": {}}}, "channels.Z"),
+])
+def test_booleans_are_not_numbers_and_bad_names(tmp_path, doc, key):
+    with pytest.raises(ConfigError) as ei:
+        load_config(write(tmp_path, "x.yaml", doc))
+    assert ei.value.key == key

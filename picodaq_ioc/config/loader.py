@@ -318,6 +318,10 @@ def error_from_validation(
     elif typ == "missing":
         msg = "required key is missing"
         value = _MISSING
+        model = _model_at(loc)
+        field = model.model_fields.get(str(loc[-1])) if model is not None and loc else None
+        if field is not None and field.description:
+            allowed = field.description
     elif typ == "value_error":
         msg = msg.removeprefix("Value error, ")
         if ALLOWED_SEP in msg:
@@ -335,6 +339,9 @@ def error_from_validation(
         limits = _field_limits(_model_at(loc), str(loc[-1])) if loc else None
         allowed = limits or allowed
 
+    if loc and loc[-1] == "[key]":  # a mapping key (e.g. a channel name) was rejected
+        loc = loc[:-1]
+        msg = "not an allowed name here"
     key = _loc_to_key(loc)
     if keymap:
         lk = _lookup_keymap(keymap, loc)

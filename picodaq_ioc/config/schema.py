@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from enum import Enum
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
@@ -53,10 +53,29 @@ def _enum_ci(enum: type[Enum], v: Any) -> Any:
     return v
 
 
+def _accepts_bool(annotation: Any) -> bool:
+    if annotation is bool:
+        return True
+    return any(_accepts_bool(a) for a in get_args(annotation))
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(
         extra="forbid", validate_assignment=True, use_enum_values=False, allow_inf_nan=False
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, data: Any) -> Any:
+        # pydantic's lax mode reads true/false as 1/0 for numbers; a YAML boolean where a
+        # number belongs is a mistake (e.g. `range: yes`), so reject it
+        if isinstance(data, dict):
+            for name, value in data.items():
+                field = cls.model_fields.get(name) if isinstance(name, str) else None
+                if isinstance(value, bool) and field is not None and not _accepts_bool(field.annotation) \
+                        and field.annotation is not Any:
+                    raise ValueError(f"{name}: wrong type, true/false is not a number{ALLOWED_SEP}a number")
+        return data
 
 
 class DeviceSection(_Strict):
