@@ -5,6 +5,7 @@ Not a test module. Everything stays on 127.0.0.1.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -147,3 +148,66 @@ def run_client(argv: Sequence[str], env: dict[str, str], timeout: float = 60.0) 
 
 def python_argv(*args: str) -> list[str]:
     return [sys.executable, "-u", *args]
+
+
+class StalledClient:
+    """A raw Channel Access client that subscribes to PVs and then never reads.
+
+    Its receive buffer is made small, so the TCP window to the IOC fills within a few updates
+    and the IOC's sends to this circuit block. ``backlog()`` is the number of bytes waiting
+    unread in our socket (FIONREAD).
+    """
+
+    def __init__(self, port: int, pvnames: Sequence[str], rcvbuf: int = 4096, timeout: float = 10.0) -> None:
+        import caproto as ca
+        from caproto._commands import read_from_bytestream
+
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(timeout)
+        self.sock.connect(("127.0.0.1", port))
+        out = [ca.VersionRequest(priority=0, version=13), ca.HostNameRequest("stalled"),
+               ca.ClientNameRequest("stalled")]
+        out += [ca.CreateChanRequest(name=n, cid=i, version=13) for i, n in enumerate(pvnames)]
+        self.sock.sendall(b"".join(bytes(m) for m in out))
+        created: dict[int, Any] = {}
+        buf = bytearray()
+        deadline = time.monotonic() + timeout
+        while len(created) < len(pvnames):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"stalled client: channels not created: {pvnames}")
+            buf += self.sock.recv(65536)
+            while True:
+                rest, cmd, _need = read_from_bytestream(buf, ca.SERVER)
+                buf = bytearray(rest)
+                if cmd is ca.NEED_DATA:
+                    break
+                if isinstance(cmd, ca.CreateChanResponse):
+                    created[cmd.cid] = cmd
+                elif isinstance(cmd, ca.CreateChFailResponse):
+                    raise AssertionError(f"stalled client: no such PV {pvnames[cmd.cid]}")
+        subs = [ca.EventAddRequest(data_type=r.data_type, data_count=r.data_count, sid=r.sid,
+                                   subscriptionid=cid, low=0.0, high=0.0, to=0.0,
+                                   mask=int(ca.SubscriptionType.DBE_VALUE | ca.SubscriptionType.DBE_ALARM))
+                for cid, r in sorted(created.items())]
+        self.sock.sendall(b"".join(bytes(m) for m in subs))
+        # from now on we never read again
+
+    def backlog(self) -> int:
+        import array
+        import fcntl
+        import termios
+
+        buf = array.array("i", [0])
+        fcntl.ioctl(self.sock.fileno(), termios.FIONREAD, buf, True)
+        return int(buf[0])
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+    def __enter__(self) -> StalledClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
