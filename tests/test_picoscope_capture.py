@@ -160,6 +160,21 @@ def test_wait_times_out_and_stop_interrupts_a_waiting_thread():
             b.read()
 
 
+def test_configure_from_another_thread_cancels_a_wait():
+    with fake_backend("ps2000a", never_ready=True) as (b, sdk, unit):
+        b.open()
+        chans, tb = {"A": ChannelConfig(range_v=0.2)}, TimebaseConfig(16e-9, 100, 0.1)
+        b.configure(chans, tb, TRIG)
+        b.arm()
+        result: list[bool] = []
+        waiter = threading.Thread(target=lambda: result.append(b.wait(60.0)))
+        waiter.start()
+        a = b.configure(chans, tb, TRIG)  # goes to the driver thread between two polls
+        waiter.join(5.0)
+        assert not waiter.is_alive() and result == [False]
+        assert a.config_generation == 2 and not unit.running
+
+
 def test_every_driver_call_runs_on_one_worker_thread():
     with fake_backend("ps5000a") as (b, sdk, unit):
         b.open()
@@ -169,3 +184,17 @@ def test_every_driver_call_runs_on_one_worker_thread():
         threads = {c.thread for c in sdk.calls}
         assert len(threads) == 1
         assert threads != {threading.get_ident()}
+
+
+@pytest.mark.parametrize("lib,true_max", [("ps3000a", 32512), ("ps4000a", 32767), ("ps6000", 32512)])
+def test_other_families_block_and_rapid_block(lib, true_max):
+    """3000A/4000A/6000 through the same paths (header max code where there is no MaximumValue)."""
+    with fake_backend(lib, amplitude_v={"A": 0.1}) as (b, sdk, unit):
+        b.open()
+        assert b.max_adc == true_max == unit.max_adc
+        for n_seg in (1, 3):
+            a, cap = _capture(b, {"A": ChannelConfig(range_v=0.2)}, TimebaseConfig(16e-9, 100, 0.1, n_seg))
+            assert a.sample_interval_s == pytest.approx(unit.dt(sdk.calls_to("GetTimebase2")[-1].values[1]))
+            np.testing.assert_array_equal(cap.raw[:, 0], unit.captured[:, 0])
+            assert np.isfinite(cap.trigger_time_offset_s).all()
+            assert unit.buffers == {}

@@ -117,6 +117,10 @@ class FakeUnit:
             if bits in (14, 15):
                 return None if timebase < 3 else (timebase - 2) / 125e6
             return None if timebase < 4 else (timebase - 3) / 62.5e6
+        if f == "ps4000a":  # 4824: (n + 1) * 12.5 ns
+            return (timebase + 1) / 80e6
+        if f == "ps6000":
+            return 2.0**timebase / 5e9 if timebase < 5 else (timebase - 4) / 156.25e6
         if f == "ps2000":
             if timebase > 18:
                 return None

@@ -40,6 +40,7 @@ PICO_DRIVER_FUNCTION = 0x43
 PICO_INVALID_ANALOGUE_OFFSET = 0x50
 PICO_POWER_SUPPLY_NOT_CONNECTED = 0x11A
 
+NO_OVERSAMPLE = {"ps4000a", "ps5000a"}  # GetTimebase2 / RunBlock without the oversample argument
 RESOLUTION_BITS = {0: 8, 1: 12, 2: 14, 3: 15, 4: 16}
 
 # Functions each family's library exports (suffix after the prefix).
@@ -360,7 +361,7 @@ class FakeSDK:
 
     def _f_GetTimebase2(self, fam, h, tb, n, interval_ref, *rest):
         u = self._unit(fam, h)
-        if fam == "ps5000a":
+        if fam in NO_OVERSAMPLE:
             max_ref, _seg = rest
         else:
             _oversample, max_ref, _seg = rest
@@ -397,7 +398,7 @@ class FakeSDK:
 
     def _f_RunBlock(self, fam, h, pre, post, tb, *rest):
         u = self._unit(fam, h)
-        if fam == "ps5000a":
+        if fam in NO_OVERSAMPLE:
             ti_ref, seg, _cb, _p = rest
         else:
             _oversample, ti_ref, seg, _cb, _p = rest

@@ -216,9 +216,13 @@ class PicoScopeBackend:
         self._bits = bits
         with self._guard("MaximumValue"):
             true_max = calls.max_value(ps, spec)
-        if true_max is None:  # header constant (4262: 16 bit, PS4262_MAX_VALUE 32767)
-            true_max = 32767 if (self._variant or "").startswith("4262") else \
-                models.max_adc(spec.family, bits, variant=self._variant)
+        if true_max is None:  # header constants (PS4262_MAX_VALUE 32767, PS6000_MAX_VALUE 32512)
+            if (self._variant or "").startswith("4262"):
+                true_max = 32767
+            elif spec.header_max_value is not None:
+                true_max = spec.header_max_value
+            else:
+                true_max = models.max_adc(spec.family, bits, variant=self._variant)
         self._max_adc = int(true_max)
 
     def set_resolution(self, bits: int) -> int:
@@ -501,9 +505,16 @@ class PicoScopeBackend:
             return self._ready
         deadline = time.monotonic() + max(0.0, float(timeout_s))
         while True:
-            if self._stop_evt.is_set():
+            # stop(), close() or a configure() from another thread cancel the capture
+            if self._stop_evt.is_set() or not self._armed:
                 return False
-            if self._call(self._poll):
+            try:
+                ready = self._call(self._poll)
+            except ScopeError:
+                if self._stop_evt.is_set():
+                    return False
+                raise
+            if ready:
                 self._t_ready = self.clock()
                 self._armed = False
                 self._ready = True

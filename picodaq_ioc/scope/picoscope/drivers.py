@@ -26,6 +26,9 @@ class DriverSpec:
     bulk_buffer_fn: str | None = None  # per-segment buffer function when not SetDataBuffer
     trigger_offset: bool = True  # GetTriggerTimeOffset64 / GetValuesTriggerTimeOffsetBulk64
     threshold_directions: tuple[str, ...] = ("Above", "Below", "Rising", "Falling", "RiseOrFall")
+    # full-scale code from the C header where the driver has no MaximumValue() and the header
+    # disagrees with the shared model table (which follows pico-python's scaling there)
+    header_max_value: int | None = None
 
     @property
     def sdk_package(self) -> str:
@@ -52,7 +55,7 @@ DRIVERS: dict[str, DriverSpec] = {
     "4000a": DriverSpec("4000a", "ps4000a", "ps4000a", "PS4000a", "libps4000a.so.2"),
     "5000a": DriverSpec("5000a", "ps5000a", "ps5000a", "PS5000a", "libps5000a.so"),
     "6000": DriverSpec("6000", "ps6000", "ps6000", "PS6000", "libps6000.so.2", has_max_value_fn=False,
-                       bulk_buffer_fn="SetDataBufferBulk"),
+                       bulk_buffer_fn="SetDataBufferBulk", header_max_value=32512),  # PS6000_MAX_VALUE
 }
 
 # Time units of GetTriggerTimeOffset64 (PSXXXX_TIME_UNITS: FS, PS, NS, US, MS, S).
