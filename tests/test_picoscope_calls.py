@@ -230,3 +230,25 @@ def test_trigger_off_and_trigger_validation():
                 b.configure(chans, tb, trig)
             assert ei.value.field == field and ei.value.allowed
         assert len(sdk.calls) == n_calls  # all refused before touching the unit
+
+
+def test_factory_from_config_model_and_protocol():
+    from fake_picosdk import FakeSDK, installed, make_unit
+
+    from picodaq_ioc.config.schema import Config
+    from picodaq_ioc.scope.picoscope import make_picoscope_backend
+    from picodaq_ioc.scope.types import ScopeBackend
+
+    cfg = Config(device={"backend": "picoscope", "model": "5000a", "serial": "CD9/02", "resolution_bits": 14})
+    b = make_picoscope_backend(cfg)
+    assert isinstance(b, ScopeBackend)
+    sdk = FakeSDK([make_unit("ps5000a", serial="CD9/01"), make_unit("ps5000a", serial="CD9/02")])
+    with installed(sdk):
+        try:
+            info = b.open()
+            assert info.serial == "CD9/02" and sdk.units[1].open and not sdk.units[0].open
+            assert sdk.calls_to("OpenUnit")[0].values[1] == ("array", b"CD9/02")
+            assert sdk.units[1].resolution_bits == 14 and b.max_adc == 32767
+        finally:
+            b.close()
+    assert not sdk.units[1].open

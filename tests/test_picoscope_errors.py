@@ -130,6 +130,18 @@ def test_no_scope_and_unknown_serial(lib):
         gc.collect()
 
 
+def test_failed_open_with_handle_minus_one_leaves_no_del_noise():
+    # pico-python's PS5000a stores the handle before checking the status; its __del__ would
+    # then call CloseUnit(-1) and print "Exception ignored ... PICO_INVALID_HANDLE"
+    with no_unraisable(), fake_backend("ps5000a", units=[]) as (b, sdk, _):
+        sdk.not_found_handle = -1
+        with pytest.raises(DeviceNotFound):
+            b.open()
+        b.close()
+        gc.collect()
+        assert not sdk.calls_to("CloseUnit")
+
+
 def test_unknown_family_is_a_config_error():
     with pytest.raises(InvalidConfig) as ei:
         make_picoscope_backend({"device": {"model": "9000"}})

@@ -192,6 +192,7 @@ class FakeSDK:
         self._faults: list[list] = []  # [name-suffix, status, times, after]
         self._next_handle = 16384
         self.loaded: list[str] = []
+        self.not_found_handle = 0  # what OpenUnit writes to *handle when no unit is found (-1 also seen)
 
     # ----------------------------------------------------------------- test API
     def inject(self, function: str, status: int, times: int = 1, after: int = 0) -> None:
@@ -269,7 +270,7 @@ class FakeSDK:
     def _f_OpenUnit(self, fam, handle_ref, serial, *rest):
         u = self._find(fam, serial)
         if u is None:
-            _out(handle_ref, 0)
+            _out(handle_ref, self.not_found_handle)
             return PICO_NOT_FOUND
         if rest:
             u.resolution_bits = RESOLUTION_BITS[_val(rest[0])]
