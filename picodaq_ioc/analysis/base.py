@@ -59,7 +59,8 @@ class AnalysisConfigError(ValueError):
     def _text(self) -> str:
         parts = []
         if self.module:
-            parts.append(f"analysis module {self.module!r}")
+            m = str(self.module)
+            parts.append(m if m.startswith("analysis") else f"analysis module {m!r}")
         if self.key is not None:
             parts.append(f"parameter {self.key!r} = {self.value!r}")
         head = ": ".join(parts)
