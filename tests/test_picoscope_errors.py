@@ -292,3 +292,27 @@ def test_ps2000_unit_gone_mid_run():
         with pytest.raises(DeviceDisconnected, match="ps2000_ready"):
             b.wait(5.0)
         b.close()  # never raises, even with the unit gone
+
+
+@pytest.mark.parametrize("code,exc_type", [
+    ("PICO_NOT_RESPONDING", DeviceDisconnected),
+    ("PICO_INVALID_HANDLE", DeviceDisconnected),
+    ("PICO_CYUSB_REQUEST_FAILED", DeviceDisconnected),
+    ("PICO_DRIVER_FUNCTION", Busy),
+    ("PICO_BUSY", Busy),
+    ("PICO_NOT_FOUND", DeviceNotFound),
+    ("PICO_INVALID_VOLTAGE_RANGE", InvalidConfig),
+])
+def test_pico_python_error_text_mapping(code, exc_type):
+    from picodaq_ioc.scope.picoscope.status import map_error
+
+    # the exact text pico-python's checkResult produces
+    exc = OSError(f"Error calling _lowLevelSetChannel: {code} (some description)")
+    err = map_error(exc, driver="ps2000a", action="SetChannel", asked="channel A ±0.2 V")
+    assert type(err) is exc_type and code in str(err)
+    if exc_type is InvalidConfig:
+        assert err.driver_code == code and err.field == "range" and "channel A ±0.2 V" in str(err)
+    # power problems: not found while opening, a disconnect later
+    power = OSError("Error calling _lowLevelOpenUnit: PICO_POWER_SUPPLY_NOT_CONNECTED (x)")
+    assert type(map_error(power, driver="ps4000a", action="OpenUnit", opening=True)) is DeviceNotFound
+    assert type(map_error(power, driver="ps4000a", action="RunBlock")) is DeviceDisconnected
