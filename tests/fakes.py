@@ -163,9 +163,11 @@ class FakeScope:
         self._call("arm")
         if self.applied is None:
             raise ScopeError("fake scope: not configured")
-        if self.count_host_time and self._host_read is not None:
-            self._t += time.perf_counter() - self._host_read
+        h = self._host_read
+        if h is not None:
             self._host_read = None
+            if self.count_host_time:
+                self._t += time.perf_counter() - h
         self._armed = True
         self._ready = False
         self._t_armed = self._t
@@ -230,6 +232,10 @@ class FakeScope:
         return cap
 
     def clock(self) -> float:
+        # continuous: host time since read() already counts (it is added at the next arm())
+        h = self._host_read
+        if self.count_host_time and h is not None:
+            return self._t + (time.perf_counter() - h)
         return self._t
 
     def ping(self) -> bool:

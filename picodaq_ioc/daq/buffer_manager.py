@@ -187,6 +187,7 @@ class ObligatoryConsumer:
         self.detached = False
         self.error: BaseException | None = None
         self.n_batches = 0
+        self._run_target = 0  # id of the run whose end makes get() return None
 
     def get(self, max_events: int = 1, timeout: float | None = None) -> EventBatch | None:
         """Wait for the next 1..max_events consecutive events (views, valid until released).
@@ -198,12 +199,14 @@ class ObligatoryConsumer:
             available, at the ring's wrap-around and at a configuration change.
         timeout : float or None
             Seconds to wait for data; None waits until data arrives or the run ends.
+            Called before a run starts, it waits for that run.
 
         Returns
         -------
         EventBatch or None
             Read-only views into the ring.  None on timeout, when the consumer was
-            detached, or when acquisition has ended and every event was handed out.
+            detached, or when acquisition has ended and every event was handed out
+            (once per run: the following call waits for the next run).
             A batch still held from the previous call is released first.
         """
         return self._bm._get(self, max_events, timeout, across_runs=False)
@@ -281,6 +284,7 @@ class BufferManager:
         self._closed = False
         self._abandon = False
         self._stop_req = False
+        self._run_id = 0
         self._drain_timeout = 10.0
         self._summary: RunSummary | None = None
         self.last_error: str | None = None
@@ -417,6 +421,7 @@ class BufferManager:
         c = ObligatoryConsumer(self, str(name))
         with self._lock:
             c.next = c.released = self._head
+            c._run_target = self._run_id if self._acquiring else self._run_id + 1
             if not self._obl:
                 self._tail = self._head
             self._obl = [*self._obl, c]
@@ -482,7 +487,8 @@ class BufferManager:
             while c.next >= self._head:
                 if c.detached or self._closed:
                     return None
-                if not across_runs and not self._acquiring:
+                if not across_runs and not self._acquiring and c._run_target <= self._run_id:
+                    c._run_target = self._run_id + 1  # the next get() waits for the next run
                     return None
                 if timeout is not None:
                     if deadline is None:
@@ -600,6 +606,7 @@ class BufferManager:
             self._join_thread()
             with self._lock:
                 self._reset_counters()
+                self._run_id += 1
                 self._max_events = None if max_events is None else int(max_events)
                 for c in self._obl:
                     c.next = c.released = 0
