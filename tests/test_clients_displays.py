@@ -102,7 +102,7 @@ def test_oscilloscope_draws_the_pv_arrays(ioc, tmp_path, close_after):
     close_after(osci)
     run_then_stop()
     names = ["TimeAxis_RBV", "A:Waveform_RBV", "B:Waveform_RBV", "A:Range_RBV", "B:Range_RBV",
-             "Stats:Events_RBV", "A:Enable_RBV", "B:Enable_RBV", "Trigger:Level_RBV"]
+             "Stats:Events_RBV", "A:Enable_RBV", "B:Enable_RBV", "Trigger:Level_RBV", "EventNumber_RBV"]
     settle(osci, names)
     osci.update()
     assert osci.online and osci.offline_text == ""
@@ -120,7 +120,7 @@ def test_oscilloscope_draws_the_pv_arrays(ioc, tmp_path, close_after):
     # the 0.15 V request was snapped by the device; the display shows what was applied
     assert caget("A:Range_RBV") != 0.15
     title = osci._suptitle.get_text()
-    assert f"event {caget('Stats:Events_RBV')}" in title
+    assert f"event {caget('EventNumber_RBV')} " in title
     src = caget("Trigger:Source_RBV", as_string=True)
     level = caget("Trigger:Level_RBV")
     assert f"Trigger: {src}" in title
@@ -146,13 +146,15 @@ def test_voltmeter_bars_and_history(ioc, close_after):
     vm = VoltMeter(PREFIX, interval=1.0)
     close_after(vm)
     run_then_stop()
-    settle(vm, ["VMeter:A:Mean_RBV", "VMeter:A:RMS_RBV", "VMeter:B:Mean_RBV", "A:Enable_RBV"])
+    settle(vm, ["VMeter:A:Mean_RBV", "VMeter:A:RMS_RBV", "VMeter:B:Mean_RBV", "A:Enable_RBV",
+                "VMeter:Updates_RBV"])
     for k in range(3):
         vm.update(now=100.0 + k)
     mean_a, rms_a = caget("VMeter:A:Mean_RBV"), caget("VMeter:A:RMS_RBV")
     assert vm.mean_bars[0].get_height() == pytest.approx(mean_a)
     assert vm.rms_bars[0].get_height() == pytest.approx(rms_a)
     assert f"A: mean {mean_a:+.4f} V" in vm.text.get_text()
+    assert f"readings: {caget('VMeter:Updates_RBV')}" in vm.text.get_text()
     x, y = vm.hist_lines["A"].get_data()
     assert np.isfinite(y).sum() == 3 and y[-1] == pytest.approx(mean_a)
     np.testing.assert_allclose(x[-3:], [-2.0, -1.0, 0.0])
@@ -216,7 +218,8 @@ def test_histograms_show_spectra_and_lifetime_fit(ioc, close_after):
     close_after(hs)
     run_then_stop(100)
     names = ["Pulse:Heights_RBV", "Pulse:HeightBins_RBV", "Pulse:DecayTimes_RBV",
-             "Pulse:DecayBins_RBV", "Pulse:Lifetime_RBV", "Pulse:LifetimeErr_RBV"]
+             "Pulse:DecayBins_RBV", "Pulse:Lifetime_RBV", "Pulse:LifetimeErr_RBV",
+             "Pulse:Background_RBV", "Pulse:FitEntries_RBV", "Pulse:FitMin_RBV", "Pulse:FitMax_RBV"]
     settle(hs, names)
     hs.update()
     counts, edges = hs.height_steps.get_data()[:2]
@@ -231,9 +234,17 @@ def test_histograms_show_spectra_and_lifetime_fit(ioc, close_after):
     tau, err = caget("Pulse:Lifetime_RBV"), caget("Pulse:LifetimeErr_RBV")
     assert np.isfinite(tau) and d.sum() > 0
     assert f"τ = {tau * scale:.3f} ± {err * scale:.3f} {unit}" in hs.d_text.get_text()
+    # the drawn curve is the IOC's fit (window, background, entries) in counts per bin
     t, y = hs.fit_line.get_data()
-    # the curve decays with the IOC's lifetime: y(t) - y(inf) ∝ exp(-t/tau)
-    assert len(t) == 200 and y[0] > y[-1]
+    assert hs.fit_kind == "ioc"
+    f, n_fit = caget("Pulse:Background_RBV"), caget("Pulse:FitEntries_RBV")
+    a, b = caget("Pulse:FitMin_RBV"), caget("Pulse:FitMax_RBV")
+    width = np.mean(np.diff(bin_edges(caget("Pulse:DecayBins_RBV"), len(d))))
+    ts = t / scale
+    expected = n_fit * width * ((1 - f) * np.exp(-ts / tau) / (tau * (np.exp(-a / tau) - np.exp(-b / tau)))
+                                + f / (b - a))
+    assert ts[0] == pytest.approx(a) and ts[-1] == pytest.approx(b)
+    np.testing.assert_allclose(y, expected, rtol=1e-9)
 
 
 def test_exp_curve_recovers_amplitudes():

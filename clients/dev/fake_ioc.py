@@ -92,13 +92,13 @@ class FakeDAQ:
                 state = daq.state()
                 if v == "Pause" and state == "Running":
                     await daq.set_state("Paused")
-                elif v == "Resume" and state == "Paused":
+                elif v == "Run" and state == "Paused":
                     await daq.set_state("Running")
                 return v
 
         d("Acquire", Acquire(value="Stop", enum_strings=["Stop", "Start"]))
         d("NumEvents", ChannelInteger(value=0))
-        d("Pause", Pause(value="Resume", enum_strings=["Resume", "Pause"]))
+        d("Pause", Pause(value="Run", enum_strings=["Run", "Pause"]))
         d("State_RBV", ChannelEnum(value="Idle", enum_strings=STATES))
         self._setting("SampleInterval", ChannelDouble, 8e-9, units="s", precision=3)
         self._setting("NumSamples", ChannelInteger, 500)
@@ -114,8 +114,9 @@ class FakeDAQ:
             d(f"{c}:Waveform_RBV", ChannelDouble(value=np.zeros(500), units="V", precision=4,
                                                   max_length=100000))
             d(f"{c}:Overflow_RBV", ChannelEnum(value="No", enum_strings=["No", "Yes"]))
-            d(f"VMeter:{c}:Mean_RBV", ChannelDouble(value=0.0, units="V", precision=4))
-            d(f"VMeter:{c}:RMS_RBV", ChannelDouble(value=0.0, units="V", precision=4))
+            if c in "AB":  # like the real voltmeter module: only its configured channels
+                for q in ("Mean", "RMS", "Std", "PkPk", "Min", "Max"):
+                    d(f"VMeter:{c}:{q}_RBV", ChannelDouble(value=0.0, units="V", precision=5))
         self._setting("Trigger:Enable", ChannelEnum, "On", enum_strings=["Off", "On"])
         self._setting("Trigger:Source", ChannelEnum, "A", enum_strings=["A", "B", "C", "D", "Ext"])
         self._setting("Trigger:Level", ChannelDouble, -0.05, units="V", precision=3)
@@ -131,21 +132,33 @@ class FakeDAQ:
         for n, u in (("TriggerRate_RBV", "Hz"), ("EventRate_RBV", "Hz"), ("RunTime_RBV", "s"),
                      ("LiveTime_RBV", "s"), ("LiveFraction_RBV", "%")):
             d("Stats:" + n, ChannelDouble(value=0.0, units=u, precision=3))
+        d("VMeter:Updates_RBV", ChannelInteger(value=0))
+        d("Acquire_RBV", ChannelEnum(value="Done", enum_strings=["Done", "Acquiring"]))
+        d("Pause_RBV", ChannelEnum(value="Run", enum_strings=["Run", "Pause"]))
+        d("EventNumber_RBV", ChannelInteger(value=0))
         d("Waveform:MaxRate", ChannelDouble(value=10.0, units="Hz"))
         d("Waveform:Rate_RBV", ChannelDouble(value=0.0, units="Hz"))
         d("ArrayCounter_RBV", ChannelInteger(value=0))
         self.height_edges = np.linspace(0, 0.5, 51)
         self.decay_edges = np.linspace(0, 20e-6, 41)
         d("Pulse:Heights_RBV", ChannelInteger(value=np.zeros(50, int), max_length=50))
-        d("Pulse:HeightBins_RBV", ChannelDouble(value=self.height_edges, units="V"))
+        d("Pulse:HeightBins_RBV", ChannelDouble(value=self.centres(self.height_edges), units="V"))
         d("Pulse:DecayTimes_RBV", ChannelInteger(value=np.zeros(40, int), max_length=40))
-        d("Pulse:DecayBins_RBV", ChannelDouble(value=self.decay_edges, units="s"))
+        d("Pulse:DecayBins_RBV", ChannelDouble(value=self.centres(self.decay_edges), units="s"))
+        d("Pulse:Background_RBV", ChannelDouble(value=float("nan"), precision=4))
+        d("Pulse:FitEntries_RBV", ChannelInteger(value=0))
+        d("Pulse:FitMin_RBV", ChannelDouble(value=0.5e-6, units="s", precision=9))
+        d("Pulse:FitMax_RBV", ChannelDouble(value=20e-6, units="s", precision=9))
         d("Pulse:Lifetime_RBV", ChannelDouble(value=float("nan"), units="s", precision=9))
         d("Pulse:LifetimeErr_RBV", ChannelDouble(value=float("nan"), units="s", precision=9))
         d("Pulse:Rate_RBV", ChannelDouble(value=0.0, units="Hz"))
         d("Pulse:DoublePulses_RBV", ChannelInteger(value=0))
         d("Pulse:Accepted_RBV", ChannelInteger(value=0))
         d("Pulse:Validated_RBV", ChannelInteger(value=0))
+
+    @staticmethod
+    def centres(edges: np.ndarray) -> np.ndarray:
+        return 0.5 * (edges[1:] + edges[:-1])
 
     @staticmethod
     def time_axis(dt: float, n: int, pre: float) -> np.ndarray:
@@ -197,8 +210,12 @@ class FakeDAQ:
                 pulse = np.where(t >= 0, -amp * np.exp(-np.clip(t, 0, None) / 5e-7), 0.0)
                 w = noise + pulse
                 await self.db[p + f"{c}:Waveform_RBV"].write(w)
-                await self.db[p + f"VMeter:{c}:Mean_RBV"].write(float(w.mean()))
-                await self.db[p + f"VMeter:{c}:RMS_RBV"].write(float(np.sqrt(np.mean(w * w))))
+                if c in "AB":
+                    for q, v in (("Mean", w.mean()), ("RMS", np.sqrt(np.mean(w * w))), ("Std", w.std()),
+                                 ("PkPk", np.ptp(w)), ("Min", w.min()), ("Max", w.max())):
+                        await self.db[p + f"VMeter:{c}:{q}_RBV"].write(float(v))
+            await self.db[p + "VMeter:Updates_RBV"].write(self.db[p + "VMeter:Updates_RBV"].value + 1)
+            await self.db[p + "EventNumber_RBV"].write(self.events)
             self.heights.extend(self.rng.uniform(0.05, 0.3, k))
             self.decays.extend(self.rng.exponential(2.2e-6, k // 3 + 1))
             await self.db[p + "ArrayCounter_RBV"].write(self.db[p + "ArrayCounter_RBV"].value + 1)
@@ -216,11 +233,14 @@ class FakeDAQ:
             await self.db[p + "Pulse:Heights_RBV"].write(np.histogram(self.heights, self.height_edges)[0])
             dec = np.asarray(self.decays)
             await self.db[p + "Pulse:DecayTimes_RBV"].write(np.histogram(dec, self.decay_edges)[0])
-            sel = dec[dec < 20e-6]
+            sel = dec[(dec >= 0.5e-6) & (dec < 20e-6)]
             if len(sel) > 5:
-                tau = float(sel.mean())
+                # truncation ignored: a stand-in, not the real unbinned fit
+                tau = float(sel.mean() - 0.5e-6)
                 await self.db[p + "Pulse:Lifetime_RBV"].write(tau)
                 await self.db[p + "Pulse:LifetimeErr_RBV"].write(tau / np.sqrt(len(sel)))
+                await self.db[p + "Pulse:Background_RBV"].write(0.05)
+                await self.db[p + "Pulse:FitEntries_RBV"].write(len(sel))
             await self.db[p + "Pulse:DoublePulses_RBV"].write(len(dec))
             if self.target is not None and self.events >= self.target:
                 self.target = None

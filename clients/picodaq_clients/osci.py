@@ -69,7 +69,20 @@ class Oscilloscope(Display):
                  "Trigger:Level_RBV", "Trigger:Direction_RBV"]
         for c in CHANNELS:
             names += [f"{c}:Enable_RBV", f"{c}:Range_RBV", f"{c}:Offset_RBV", f"{c}:Waveform_RBV"]
-        return names
+        return names + list(self.OPTIONAL)
+
+    #: shown when the IOC serves them: event number of the displayed waveform
+    OPTIONAL = ("EventNumber_RBV",)
+
+    @property
+    def required(self) -> Sequence[str]:
+        return [s for s in self.pvs() if s not in self.OPTIONAL]
+
+    def event_number(self):
+        """Event number of the displayed waveform (``EventNumber_RBV``; else ``Stats:Events_RBV``)."""
+        if self.cache.connected("EventNumber_RBV"):
+            return self.cache.value("EventNumber_RBV")
+        return self.cache.value("Stats:Events_RBV")
 
     def enabled_channels(self) -> tuple[str, ...]:
         """Channels whose ``Enable_RBV`` reads on."""
@@ -125,9 +138,8 @@ class Oscilloscope(Display):
         if chans:
             self.axes[chans[-1]].set_xlabel(f"time ({unit})")
         self._draw_trigger(chans)
-        events = cache.value("Stats:Events_RBV")
         self._suptitle.set_text(
-            f"{self.prefix}  event {fnum(events, 'd') if events is not None else '--'}   "
+            f"{self.prefix}  event {fnum(self.event_number(), 'd')}   "
             f"event rate {fnum(cache.value('Stats:EventRate_RBV'), '.3g', 'Hz')}   "
             f"trigger rate {fnum(cache.value('Stats:TriggerRate_RBV'), '.3g', 'Hz')}\n"
             f"{self.trigger_text()}")

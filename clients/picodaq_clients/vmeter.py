@@ -1,4 +1,8 @@
-"""Voltmeter display: bars and history of the IOC's ``VMeter:`` values per channel."""
+"""Voltmeter display: bars and history of the IOC's ``VMeter:`` values per channel.
+
+The voltmeter module serves ``VMeter:<ch>:<Mean|RMS|Std|PkPk|Min|Max>_RBV`` only for the
+channels it is configured for; channels without those PVs are left out (not an error).
+"""
 
 from __future__ import annotations
 
@@ -32,22 +36,28 @@ class VoltMeter(Display):
     figsize = (9.0, 4.5)
 
     def __init__(self, prefix: str = "PICO:", *, quantity: str = "Mean", history: int = 120,
-                 interval: float = 0.5, **kw) -> None:
+                 interval: float = 0.5, module: str = "VMeter", **kw) -> None:
         self.quantity = quantity
+        self.module = module
         self.history = History(list(CHANNELS), history, interval)
         super().__init__(prefix, **kw)
 
     def pvs(self) -> Sequence[str]:
-        names = []
+        m = self.module
+        names = [f"{m}:Updates_RBV"]
         for c in CHANNELS:
             names += [f"{c}:Enable_RBV", f"{c}:Range_RBV", f"{c}:Offset_RBV",
-                      f"VMeter:{c}:Mean_RBV", f"VMeter:{c}:RMS_RBV"]
+                      f"{m}:{c}:Mean_RBV", f"{m}:{c}:RMS_RBV"]
             if self.quantity not in ("Mean", "RMS"):
-                names.append(f"VMeter:{c}:{self.quantity}_RBV")
+                names.append(f"{m}:{c}:{self.quantity}_RBV")
         return names
 
+    @property
+    def required(self) -> Sequence[str]:
+        return [f"{self.module}:Updates_RBV"] + [f"{c}:Enable_RBV" for c in CHANNELS]
+
     def build(self) -> None:
-        gs = self.fig.add_gridspec(1, 3)
+        gs = self.fig.add_gridspec(1, 3, wspace=0.45)
         self.ax_bar = self.fig.add_subplot(gs[0, 0])
         self.ax_hist = self.fig.add_subplot(gs[0, 1:])
         x = np.arange(len(CHANNELS))
@@ -72,9 +82,11 @@ class VoltMeter(Display):
         self._suptitle = self.fig.suptitle(f"{self.prefix} voltmeter", fontsize=11)
 
     def enabled_channels(self) -> tuple[str, ...]:
-        """Channels whose ``Enable_RBV`` reads on."""
-        return tuple(c for c in CHANNELS
-                     if is_on(self.cache.string(f"{c}:Enable_RBV"), self.cache.value(f"{c}:Enable_RBV")))
+        """Enabled channels (``Enable_RBV`` on) that the voltmeter module measures."""
+        c = self.cache
+        return tuple(ch for ch in CHANNELS
+                     if is_on(c.string(f"{ch}:Enable_RBV"), c.value(f"{ch}:Enable_RBV"))
+                     and c.connected(f"{self.module}:{ch}:Mean_RBV"))
 
     def draw(self, now: float) -> None:
         c = self.cache
@@ -84,11 +96,11 @@ class VoltMeter(Display):
         lines = []
         for i, ch in enumerate(CHANNELS):
             on = ch in chans
-            mean = c.value(f"VMeter:{ch}:Mean_RBV") if on else None
-            rms = c.value(f"VMeter:{ch}:RMS_RBV") if on else None
+            mean = c.value(f"{self.module}:{ch}:Mean_RBV") if on else None
+            rms = c.value(f"{self.module}:{ch}:RMS_RBV") if on else None
             self.mean_bars[i].set_height(float(mean) if mean is not None else 0.0)
             self.rms_bars[i].set_height(float(rms) if rms is not None else 0.0)
-            vals[ch] = c.value(f"VMeter:{ch}:{self.quantity}_RBV") if on else None
+            vals[ch] = c.value(f"{self.module}:{ch}:{self.quantity}_RBV") if on else None
             if on:
                 rng = float(c.value(f"{ch}:Range_RBV", 0.0) or 0.0)
                 off = float(c.value(f"{ch}:Offset_RBV", 0.0) or 0.0)
@@ -101,6 +113,7 @@ class VoltMeter(Display):
         ymin, ymax = self._hist_limits(chans)
         if ymax > ymin:
             self.ax_hist.set_ylim(ymin, ymax)
+        lines.append(f"readings: {c.value(f'{self.module}:Updates_RBV')}")
         self.text.set_text("\n".join(lines))
 
     def _hist_limits(self, chans: tuple[str, ...]) -> tuple[float, float]:
@@ -124,8 +137,9 @@ class VoltMeter(Display):
 
 
 def _args(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--quantity", default="Mean",
-                    help="VMeter quantity in the history: Mean, RMS, ... (default Mean)")
+    ap.add_argument("--quantity", default="Mean", choices=["Mean", "RMS", "Std", "PkPk", "Min", "Max"],
+                    help="voltmeter quantity in the history (default Mean)")
+    ap.add_argument("--module", default="VMeter", help="PV segment of the voltmeter module (default VMeter)")
     ap.add_argument("--history", type=int, default=120, help="history points (default 120)")
     ap.add_argument("--interval", type=float, default=0.5, help="seconds per history point (default 0.5)")
 
