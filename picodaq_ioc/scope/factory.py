@@ -1,0 +1,50 @@
+"""Choose and build the scope backend named by the configuration."""
+
+from __future__ import annotations
+
+import importlib
+
+from ..config.schema import Config
+from .errors import DriverNotAvailable
+from .types import ScopeBackend
+
+
+def make_backend(config: Config, *, keep_truth: bool = False) -> ScopeBackend:
+    """Build the backend of ``config.device.backend``.
+
+    ``"sim"`` gives a :class:`~picodaq_ioc.scope.sim.SimScope` from the ``simulation`` and
+    ``device`` sections; ``"picoscope"`` imports ``picodaq_ioc.scope.picoscope`` lazily and
+    calls its ``make_picoscope_backend(config)``.
+
+    Raises
+    ------
+    DriverNotAvailable
+        The hardware backend (or its driver) is not installed.
+    """
+    kind = config.device.backend
+    if kind == "sim":
+        from .sim import SimScope
+
+        return SimScope(config.simulation, config.device, keep_truth=keep_truth)
+    if kind == "picoscope":
+        try:
+            mod = importlib.import_module("picodaq_ioc.scope.picoscope")
+        except ModuleNotFoundError as e:
+            if e.name in ("picodaq_ioc.scope.picoscope",):
+                raise DriverNotAvailable(
+                    "the PicoScope hardware backend (picodaq_ioc.scope.picoscope) is not available; "
+                    "use device.backend: sim, or install the hardware extra: pip install 'picodaq-ioc[hw]'"
+                ) from None
+            raise DriverNotAvailable(
+                f"the PicoScope backend needs the module {e.name!r}; install it with "
+                "pip install 'picodaq-ioc[hw]' (pico-python) and the PicoSDK C libraries") from None
+        factory = getattr(mod, "make_picoscope_backend", None)
+        if factory is None:
+            raise DriverNotAvailable(
+                "picodaq_ioc.scope.picoscope has no make_picoscope_backend(config); the hardware "
+                "backend is incomplete")
+        return factory(config)
+    raise DriverNotAvailable(f"unknown backend {kind!r}; allowed: sim, picoscope")
+
+
+__all__ = ["make_backend"]
