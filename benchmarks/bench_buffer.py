@@ -127,11 +127,20 @@ def settings(n_segments: int):
     return chans, tb, TriggerConfig(), SigGenConfig()
 
 
+def sim_settings(backend):
+    cfg = getattr(backend, "bench_config", None)
+    if cfg is None:
+        return None
+    from picodaq_ioc.config.convert import scope_settings
+
+    return scope_settings(cfg)
+
+
 def run_case(backend, n_segments: int, n_events: int, n_buffers: int) -> dict:
     """One run of exactly ``n_events`` events through a do-nothing obligatory consumer."""
     proc = psutil.Process()
     bm = BufferManager(backend, n_buffers=n_buffers)
-    bm.configure(*settings(n_segments))
+    bm.configure(*(sim_settings(backend) or settings(n_segments)))
     seen = [0]
     rss: list[int] = []
     next_rss = [max(n_events // 20, 1)]
@@ -202,11 +211,12 @@ def make_sim(n_segments: int):
                        "sources": [{"kind": "muon", "channels": ["A", "B"], "rate": 1e5}]},
     })
     try:
-        be = SimScope(cfg)
+        be = SimScope(cfg.simulation, cfg.device)
         be.open()
     except Exception as exc:  # report rather than hide
         print(json.dumps({"figure": "sim_unavailable", "error": f"{type(exc).__name__}: {exc}"}), flush=True)
         return None
+    be.bench_config = cfg
     return be, cfg
 
 
@@ -230,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     report("b_rapid1000", "replay backend", 1000, r, 1_000_000.0)
 
     if not args.no_sim:
-        for case, k, n, nb in (("a_single_sim", 1, min(args.events_a, 50_000), args.buffers_a),
+        for case, k, n, nb in (("a_single_sim", 1, min(args.events_a, 20_000), args.buffers_a),
                                ("b_rapid1000_sim", 1000, min(args.events_b, 200_000), args.buffers_b)):
             made = make_sim(k)
             if made is None:
