@@ -211,3 +211,139 @@ class StalledClient:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class BlockingCA:
+    """A small blocking Channel Access client on one TCP connection (caproto's sans-I/O core).
+
+    Unlike caproto's threading client it returns at once when the IOC refuses a put
+    (``ErrorResponse``), and unlike its sync client it keeps the connection and channels open,
+    so thousands of puts are fast. ``put`` returns ``(ok, message)``.
+    """
+
+    def __init__(self, port: int, user: str = "fuzzer", host: str = "fuzzhost", timeout: float = 10.0) -> None:
+        import caproto as ca
+
+        self.ca = ca
+        self.timeout = timeout
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout)
+        self.circuit = ca.VirtualCircuit(our_role=ca.CLIENT, address=("127.0.0.1", port), priority=0)
+        self.circuit.our_address = self.sock.getsockname()
+        self.chans: dict[str, Any] = {}
+        self._send(ca.VersionRequest(priority=0, version=13), ca.HostNameRequest(host),
+                   ca.ClientNameRequest(user))
+
+    def _send(self, *cmds: Any) -> None:
+        self.sock.sendall(b"".join(self.circuit.send(*cmds)))
+
+    def _recv(self) -> list:
+        data = self.sock.recv(1 << 20)
+        if not data:
+            raise ConnectionError("the IOC closed the connection")
+        cmds, _ = self.circuit.recv(data)
+        for c in cmds:
+            self.circuit.process_command(c)
+        return cmds
+
+    def _wait(self, match: Callable[[Any], bool], what: str, timeout: float | None = None) -> Any:
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while True:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no answer from the IOC: {what}")
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                cmds = self._recv()
+            except TimeoutError:
+                continue
+            for c in cmds:
+                if isinstance(c, self.ca.ErrorResponse) or match(c):
+                    return c
+
+    def connect(self, *names: str) -> None:
+        """Create channels (all requests first, then wait for every answer)."""
+        ca = self.ca
+        new = [n for n in names if n not in self.chans]
+        chans = [ca.ClientChannel(n, self.circuit) for n in new]
+        if chans:
+            self._send(*[c.create() for c in chans])
+        for name, chan in zip(new, chans, strict=True):
+            deadline = time.monotonic() + self.timeout
+            while chan.states[ca.CLIENT] is not ca.CONNECTED:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"channel {name} did not connect")
+                self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+                with contextlib.suppress(TimeoutError):
+                    self._recv()
+            self.chans[name] = chan
+
+    def channel(self, name: str) -> Any:
+        if name not in self.chans:
+            self.connect(name)
+        return self.chans[name]
+
+    def get(self, name: str, data_type: Any = None) -> Any:
+        """A ReadNotifyResponse (``.data``, ``.metadata``); raises on an error response."""
+        chan = self.channel(name)
+        req = chan.read(data_type=data_type, notify=True)
+        self._send(req)
+        resp = self._wait(lambda c: isinstance(c, self.ca.ReadNotifyResponse) and c.ioid == req.ioid,
+                          f"read {name}")
+        if isinstance(resp, self.ca.ErrorResponse):
+            raise RuntimeError(f"read {name} refused: {resp.error_message!r}")
+        return resp
+
+    def value(self, name: str) -> Any:
+        """The value: a scalar for one element, str for strings/enums, an array otherwise."""
+        chan = self.channel(name)
+        native = chan.native_data_type
+        ca = self.ca
+        dtype = ca.ChannelType.STRING if native == ca.ChannelType.ENUM else None
+        data = self.get(name, data_type=dtype).data
+        if native in (ca.ChannelType.STRING, ca.ChannelType.ENUM):
+            return data[0].decode("latin-1") if isinstance(data[0], bytes) else str(data[0])
+        if native == ca.ChannelType.CHAR:
+            return bytes(data).split(b"\0", 1)[0].decode("utf-8", "replace")
+        return data[0].item() if len(data) == 1 else data
+
+    def put(self, name: str, data: Any, data_type: Any = None, notify: bool = True,
+            timeout: float | None = None) -> tuple[bool, str]:
+        """Write; with ``notify`` wait for the IOC's answer. Returns ``(accepted, message)``."""
+        chan = self.channel(name)
+        ca = self.ca
+        if not isinstance(data, (list, tuple)) and not hasattr(data, "__len__"):
+            data = [data]
+        elif isinstance(data, (str, bytes)):
+            data = [data]
+        if data_type is None and len(data):
+            first = data[0]
+            if isinstance(first, (str, bytes)):
+                data_type = ca.ChannelType.STRING
+                data = [x.encode("utf-8", "surrogateescape") if isinstance(x, str) else x for x in data]
+            elif isinstance(first, (bool, int)) and not isinstance(first, float):
+                data_type = ca.ChannelType.LONG
+            elif isinstance(first, float):
+                data_type = ca.ChannelType.DOUBLE
+        req = chan.write(data=data, data_type=data_type, notify=notify)
+        self._send(req)
+        if not notify:
+            return True, "sent"
+        resp = self._wait(lambda c: isinstance(c, ca.WriteNotifyResponse) and c.ioid == req.ioid,
+                          f"put {name}", timeout)
+        if isinstance(resp, ca.ErrorResponse):
+            msg = resp.error_message
+            if isinstance(msg, (bytes, bytearray)):
+                msg = bytes(msg).split(b"\0", 1)[0].decode("utf-8", "replace")
+            return False, str(msg)
+        if resp.status.success != 1:
+            return False, resp.status.name
+        return True, "ok"
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+    def __enter__(self) -> BlockingCA:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
