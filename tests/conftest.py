@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from ca_tools import loopback_env, run_tool  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+_PYEPICS_PORT: int | None = None  # the IOC pyepics' context currently points at
 
 
 def free_port() -> int:
@@ -106,13 +107,22 @@ class IocHandle:
         return int(self.proc.returncode)
 
     def use_pyepics(self):
-        """Point pyepics at this IOC (recreates libca's context with this env); returns ``epics``."""
-        for k, v in self.env.items():
-            if k.startswith("EPICS_"):
-                os.environ[k] = v
+        """Point pyepics at this IOC and return the ``epics`` module.
+
+        libca reads the address list when its context is created: when the previous IOC
+        used by pyepics was a different one, the cached context is dropped (disconnect your
+        PV objects from another IOC first) and the next call creates one for this IOC.
+        """
+        global _PYEPICS_PORT
         import epics  # noqa: PLC0415
 
-        epics.ca.clear_cache()  # next use creates a new context that reads the environment
+        if _PYEPICS_PORT != self.port:
+            for k, v in self.env.items():
+                if k.startswith("EPICS_"):
+                    os.environ[k] = v
+            if _PYEPICS_PORT is not None:
+                epics.ca.clear_cache()
+            _PYEPICS_PORT = self.port
         return epics
 
 

@@ -127,6 +127,7 @@ class PicoDAQIOC(PVGroup):
     async def show_applied(self, applied: Applied) -> None:
         for g in self.setting_groups():
             await g.show_applied(applied)
+        await self.stats.show_generation(int(applied.config_generation))
         self._axis_generation = applied.config_generation
 
     async def write_frame(self, frame: Frame) -> None:

@@ -72,6 +72,9 @@ class StatsGroup(PicoGroup):
             await self.show_stats(st)
         return "Done"
 
+    async def show_generation(self, generation: int) -> None:
+        await write_if_changed(self.generation, _i32(generation))
+
     def new_run(self) -> None:
         self.baseline = Baseline()
 
