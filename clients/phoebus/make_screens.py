@@ -1,0 +1,388 @@
+"""Generate the Phoebus display files ``main.bob``, ``scope.bob`` and ``analysis.bob``.
+
+The screens are laid out from the IOC's PV names (issue 3 contract + analysis modules) and
+every PV is checked against what the IOC serves (``picodaq-ioc --list-pvs`` for the demo
+and the muon-lifetime configurations): a widget whose PV the IOC does not serve is left out
+and reported. Run after changing the PV set and commit the output::
+
+    python clients/phoebus/make_screens.py
+
+Open in Phoebus with the macro ``P`` (default ``PICO:``)::
+
+    phoebus -resource "file:$PWD/clients/phoebus/main.bob?P=PICO:"
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+LIST_PREFIX = "PICO:"
+CONFIGS = (None, ROOT / "configs" / "muon_lifetime.yaml")
+
+#: setpoint leaves that are enums (combo box with the IOC's enum strings)
+ENUM_LEAVES = {"Enable", "Coupling", "Source", "Direction", "Waveform", "Acquire", "Pause"}
+
+COLOURS = {"A": (0, 0, 255), "B": (220, 0, 0), "C": (0, 160, 0), "D": (200, 160, 0)}
+
+WIDGET_VERSIONS = {
+    "label": "2.0.0", "textupdate": "2.0.0", "textentry": "3.0.0", "combo": "2.0.0",
+    "action_button": "3.0.0", "led": "2.0.0", "progressbar": "2.0.0", "xyplot": "3.0.0",
+    "group": "2.0.0",
+}
+
+
+def served_pvs(prefix: str = LIST_PREFIX) -> set[str]:
+    """PV names (without prefix) the IOC serves, from ``--list-pvs`` of each configuration."""
+    names: set[str] = set()
+    for cfg in CONFIGS:
+        cmd = [sys.executable, "-m", "picodaq_ioc", "--prefix", prefix, "--list-pvs"]
+        if cfg is not None:
+            cmd += ["--config", str(cfg)]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT).stdout
+        names |= {line.strip()[len(prefix):] for line in out.splitlines() if line.startswith(prefix)}
+    return names
+
+
+class Screen:
+    """A ``.bob`` display being built with :mod:`xml.etree`."""
+
+    def __init__(self, name: str, width: int, height: int, served: set[str]) -> None:
+        self.root = ET.Element("display", version="2.0.0")
+        self._sub(self.root, "name", name)
+        self._sub(self.root, "width", width)
+        self._sub(self.root, "height", height)
+        macros = ET.SubElement(self.root, "macros")
+        self._sub(macros, "P", LIST_PREFIX)
+        self.served = served
+        self.skipped: list[str] = []
+        self.count = 0
+
+    @staticmethod
+    def _sub(parent: ET.Element, tag: str, text: object = None, **attrib: str) -> ET.Element:
+        e = ET.SubElement(parent, tag, **attrib)
+        if text is not None:
+            e.text = str(text).lower() if isinstance(text, bool) else str(text)
+        return e
+
+    def ok(self, *leaves: str) -> bool:
+        missing = [x for x in leaves if x not in self.served]
+        self.skipped += missing
+        return not missing
+
+    def widget(self, kind: str, x: int, y: int, w: int, h: int, *, parent: ET.Element | None = None,
+               name: str | None = None, **props: object) -> ET.Element:
+        self.count += 1
+        e = ET.SubElement(self.root if parent is None else parent, "widget", type=kind,
+                          version=WIDGET_VERSIONS[kind])
+        self._sub(e, "name", name or f"{kind}_{self.count}")
+        for k, v in (("x", x), ("y", y), ("width", w), ("height", h)):
+            self._sub(e, k, v)
+        for k, v in props.items():
+            if v is None:
+                continue
+            if isinstance(v, ET.Element):
+                e.append(v)
+            else:
+                self._sub(e, k, v)
+        return e
+
+    # -- building blocks ----------------------------------------------------------------------
+    def label(self, x, y, w, text, *, parent=None, h=20, bold=False):
+        e = self.widget("label", x, y, w, h, parent=parent, text=text)
+        if bold:
+            font = self._sub(e, "font")
+            ET.SubElement(font, "font", family="Liberation Sans", style="BOLD", size="16.0")
+        return e
+
+    def readback(self, x, y, w, leaf, *, parent=None, h=20):
+        if self.ok(leaf):
+            return self.widget("textupdate", x, y, w, h, parent=parent, pv_name=f"$(P){leaf}",
+                               show_units=True)
+        return None
+
+    def setpoint(self, x, y, w, leaf, *, parent=None, h=20):
+        if not self.ok(leaf):
+            return None
+        last = leaf.split(":")[-1]
+        if last in ENUM_LEAVES:
+            return self.widget("combo", x, y, w, h, parent=parent, pv_name=f"$(P){leaf}",
+                               items_from_pv=True)
+        return self.widget("textentry", x, y, w, h, parent=parent, pv_name=f"$(P){leaf}",
+                           show_units=True)
+
+    def setting_row(self, x, y, leaf, label, *, parent=None, lw=110, sw=110, rw=110):
+        """Label, setpoint, readback ``_RBV``."""
+        self.label(x, y, lw, label, parent=parent)
+        self.setpoint(x + lw + 5, y, sw, leaf, parent=parent)
+        if rw and leaf + "_RBV" in self.served:  # some settings have no readback (NumEvents)
+            self.readback(x + lw + sw + 10, y, rw, leaf + "_RBV", parent=parent)
+
+    def readback_row(self, x, y, leaf, label, *, parent=None, lw=130, rw=140):
+        if leaf in self.served:
+            self.label(x, y, lw, label, parent=parent)
+        self.readback(x + lw + 5, y, rw, leaf, parent=parent)
+
+    def group(self, x, y, w, h, title) -> ET.Element:
+        return self.widget("group", x, y, w, h, name=title)
+
+    def write_button(self, x, y, w, text, leaf, value, *, parent=None, h=28):
+        if not self.ok(leaf):
+            return None
+        actions = ET.Element("actions")
+        a = ET.SubElement(actions, "action", type="write_pv")
+        self._sub(a, "pv_name", f"$(P){leaf}")
+        self._sub(a, "value", value)
+        self._sub(a, "description", text)
+        return self.widget("action_button", x, y, w, h, parent=parent, name=f"{text} button",
+                           actions=actions, text=text)
+
+    def open_button(self, x, y, w, text, file, *, h=28):
+        actions = ET.Element("actions")
+        a = ET.SubElement(actions, "action", type="open_display")
+        self._sub(a, "file", file)
+        self._sub(a, "target", "tab")
+        self._sub(a, "description", text)
+        return self.widget("action_button", x, y, w, h, name=f"open {file}", actions=actions, text=text)
+
+    def led(self, x, y, leaf, *, parent=None, size=20):
+        if self.ok(leaf):
+            return self.widget("led", x, y, size, size, parent=parent, pv_name=f"$(P){leaf}")
+        return None
+
+    def progress(self, x, y, w, leaf, *, parent=None, h=20, maximum=100.0):
+        if self.ok(leaf):
+            return self.widget("progressbar", x, y, w, h, parent=parent, pv_name=f"$(P){leaf}",
+                               limits_from_pv=False, minimum=0.0, maximum=maximum)
+        return None
+
+    def xyplot(self, x, y, w, h, title, traces: Iterable[tuple[str, str, str, tuple[int, int, int], int]],
+               x_title: str, y_title: str, name: str) -> ET.Element | None:
+        """``traces``: (name, x leaf, y leaf, rgb, trace_type: 1 line, 2 step, 5 bars)."""
+        tr = ET.Element("traces")
+        for tname, xl, yl, rgb, ttype in traces:
+            if not self.ok(xl, yl):
+                continue
+            t = ET.SubElement(tr, "trace")
+            self._sub(t, "name", tname)
+            self._sub(t, "x_pv", f"$(P){xl}")
+            self._sub(t, "y_pv", f"$(P){yl}")
+            self._sub(t, "err_pv", "")
+            self._sub(t, "axis", 0)
+            self._sub(t, "trace_type", ttype)
+            col = self._sub(t, "color")
+            ET.SubElement(col, "color", red=str(rgb[0]), green=str(rgb[1]), blue=str(rgb[2]), alpha="255")
+            self._sub(t, "line_width", 1)
+            self._sub(t, "point_type", 0)
+            self._sub(t, "point_size", 4)
+            self._sub(t, "visible", True)
+        if len(tr) == 0:
+            return None
+        xa = ET.Element("x_axis")
+        for k, v in (("title", x_title), ("autoscale", True), ("log_scale", False), ("minimum", 0.0),
+                     ("maximum", 1.0), ("show_grid", True), ("visible", True)):
+            self._sub(xa, k, v)
+        ya = ET.Element("y_axes")
+        y0 = ET.SubElement(ya, "y_axis")
+        for k, v in (("title", y_title), ("autoscale", True), ("log_scale", False), ("minimum", 0.0),
+                     ("maximum", 1.0), ("show_grid", True), ("visible", True)):
+            self._sub(y0, k, v)
+        return self.widget("xyplot", x, y, w, h, name=name, title=title, show_toolbar=True,
+                           show_legend=True, x_axis=xa, y_axes=ya, traces=tr)
+
+    def write(self, path: Path) -> None:
+        ET.indent(self.root, space="  ")
+        path.write_text('<?xml version="1.0" encoding="UTF-8"?>\n'
+                        "<!-- generated by clients/phoebus/make_screens.py; edit the generator -->\n"
+                        + ET.tostring(self.root, encoding="unicode") + "\n")
+
+
+# -- the three screens --------------------------------------------------------------------------
+def main_screen(served: set[str]) -> Screen:
+    s = Screen("picodaq $(P)", 1230, 870, served)
+    s.label(10, 8, 600, "picodaq  $(P)  - PicoScope pulse DAQ", h=28, bold=True)
+    s.open_button(860, 8, 170, "Scope ...", "scope.bob")
+    s.open_button(1040, 8, 170, "Analysis ...", "analysis.bob")
+
+    g = s.group(10, 45, 400, 170, "Device")
+    for i, (leaf, lab) in enumerate((("Model_RBV", "model"), ("Backend_RBV", "backend"),
+                                     ("Serial_RBV", "serial"), ("StatusMessage_RBV", "status"),
+                                     ("IOC:HEARTBEAT", "heartbeat"))):
+        s.readback_row(5, 5 + 25 * i, leaf, lab, parent=g, lw=90, rw=280)
+
+    g = s.group(420, 45, 390, 170, "Run control")
+    s.write_button(5, 5, 85, "Start", "Acquire", 1, parent=g)
+    s.write_button(95, 5, 85, "Stop", "Acquire", 0, parent=g)
+    s.write_button(185, 5, 85, "Pause", "Pause", 1, parent=g)
+    s.write_button(275, 5, 85, "Resume", "Pause", 0, parent=g)
+    s.readback_row(5, 45, "State_RBV", "state", parent=g, lw=90, rw=150)
+    s.led(255, 45, "Acquire_RBV", parent=g)
+    s.led(280, 45, "Pause_RBV", parent=g)
+    s.setting_row(5, 75, "NumEvents", "events/run", parent=g, lw=90, sw=100, rw=100)
+    s.readback_row(5, 100, "EventNumber_RBV", "event number", parent=g, lw=90, rw=150)
+    s.readback_row(5, 125, "ArrayCounter_RBV", "arrays sent", parent=g, lw=90, rw=150)
+
+    g = s.group(820, 45, 400, 170, "Timebase")
+    for i, (leaf, lab) in enumerate((("SampleInterval", "sample interval"), ("NumSamples", "samples"),
+                                     ("PreTrigger", "pre-trigger"), ("NumSegments", "segments"))):
+        s.setting_row(5, 5 + 25 * i, leaf, lab, parent=g, lw=110, sw=120, rw=140)
+    s.readback_row(5, 105, "SampleRate_RBV", "sample rate", parent=g, lw=110, rw=140)
+    s.readback_row(5, 127, "Duration_RBV", "record length", parent=g, lw=110, rw=140)
+
+    g = s.group(10, 225, 1210, 200, "Channels (setpoint / readback)")
+    for j, c in enumerate("ABCD"):
+        s.label(90 + 280 * j, 0, 270, f"Channel {c}", parent=g)
+    for i, (leaf, lab) in enumerate((("Enable", "enable"), ("Range", "range"), ("Coupling", "coupling"),
+                                     ("Offset", "offset"))):
+        s.label(5, 25 + 27 * i, 80, lab, parent=g)
+        for j, c in enumerate("ABCD"):
+            s.setpoint(90 + 280 * j, 25 + 27 * i, 125, f"{c}:{leaf}", parent=g)
+            s.readback(220 + 280 * j, 25 + 27 * i, 135, f"{c}:{leaf}_RBV", parent=g)
+    s.label(5, 133, 80, "overflow", parent=g)
+    for j, c in enumerate("ABCD"):
+        s.led(90 + 280 * j, 133, f"{c}:Overflow_RBV", parent=g)
+
+    g = s.group(10, 435, 600, 190, "Trigger")
+    for i, (leaf, lab) in enumerate((("Enable", "enable"), ("Source", "source"), ("Level", "level"),
+                                     ("Direction", "direction"), ("Delay", "delay"),
+                                     ("AutoTimeout", "auto timeout"))):
+        s.setting_row(5, 5 + 25 * i, f"Trigger:{leaf}", lab, parent=g, lw=110, sw=200, rw=200)
+
+    g = s.group(620, 435, 600, 190, "Signal generator")
+    for i, (leaf, lab) in enumerate((("Enable", "enable"), ("Waveform", "waveform"),
+                                     ("Frequency", "frequency"), ("Amplitude", "amplitude"),
+                                     ("Offset", "offset"))):
+        s.setting_row(5, 5 + 25 * i, f"SigGen:{leaf}", lab, parent=g, lw=110, sw=200, rw=200)
+
+    g = s.group(10, 635, 400, 225, "Buffer and publishing")
+    s.setting_row(5, 5, "Buffer:Size", "ring slots", parent=g, lw=110, sw=110, rw=130)
+    s.readback_row(5, 30, "Buffer:Filled_RBV", "filled", parent=g, lw=110, rw=130)
+    s.label(5, 55, 110, "fill level", parent=g)
+    s.progress(120, 55, 245, "Buffer:FillLevel_RBV", parent=g)
+    s.readback_row(5, 80, "Buffer:FillLevel_RBV", "fill level %", parent=g, lw=110, rw=130)
+    s.setting_row(5, 110, "Waveform:MaxRate", "max publish", parent=g, lw=110, sw=110, rw=0)
+    s.readback_row(5, 135, "Waveform:Rate_RBV", "publish rate", parent=g, lw=110, rw=130)
+
+    g = s.group(420, 635, 800, 225, "Statistics")
+    rows = (("Stats:Triggers_RBV", "triggers"), ("Stats:Events_RBV", "events"),
+            ("Stats:TriggerRate_RBV", "trigger rate"), ("Stats:EventRate_RBV", "event rate"),
+            ("Stats:MeanTriggerRate_RBV", "mean trigger rate"), ("Stats:RunTime_RBV", "run time"),
+            ("Stats:LiveTime_RBV", "live time"), ("Stats:DeadTime_RBV", "dead time"),
+            ("Stats:LiveFraction_RBV", "live fraction"), ("Stats:Processed_RBV", "processed"),
+            ("Stats:Discarded_RBV", "discarded"), ("Stats:ConfigGeneration_RBV", "config generation"))
+    for i, (leaf, lab) in enumerate(rows):
+        s.readback_row(5 + 390 * (i // 6), 5 + 25 * (i % 6), leaf, lab, parent=g, lw=130, rw=200)
+    s.label(5, 160, 130, "live fraction", parent=g)
+    s.progress(140, 160, 590, "Stats:LiveFraction_RBV", parent=g)
+    s.write_button(5, 185, 180, "Reset statistics", "Stats:Reset", 1, parent=g, h=24)
+    return s
+
+
+def scope_screen(served: set[str]) -> Screen:
+    s = Screen("picodaq scope $(P)", 1230, 760, served)
+    s.label(10, 8, 700, "picodaq  $(P)  - waveforms against TimeAxis_RBV", h=28, bold=True)
+    s.open_button(1040, 8, 170, "Main ...", "main.bob")
+    s.xyplot(10, 45, 900, 560, "Waveforms",
+             [(f"{c}", "TimeAxis_RBV", f"{c}:Waveform_RBV", COLOURS[c], 1) for c in "ABCD"],
+             "time relative to trigger (s)", "voltage (V)", "Waveforms plot")
+    g = s.group(920, 45, 300, 560, "Channels")
+    for j, c in enumerate("ABCD"):
+        y = 5 + 95 * j
+        s.label(5, y, 270, f"Channel {c}", parent=g)
+        s.setpoint(5, y + 22, 100, f"{c}:Enable", parent=g)
+        s.readback(110, y + 22, 80, f"{c}:Enable_RBV", parent=g)
+        s.led(200, y + 22, f"{c}:Overflow_RBV", parent=g)
+        s.setpoint(5, y + 47, 100, f"{c}:Range", parent=g)
+        s.readback(110, y + 47, 120, f"{c}:Range_RBV", parent=g)
+    s.label(5, 390, 270, "Trigger", parent=g)
+    s.setpoint(5, 412, 100, "Trigger:Source", parent=g)
+    s.readback(110, 412, 120, "Trigger:Source_RBV", parent=g)
+    s.setpoint(5, 437, 100, "Trigger:Level", parent=g)
+    s.readback(110, 437, 120, "Trigger:Level_RBV", parent=g)
+    s.setpoint(5, 462, 100, "Trigger:Direction", parent=g)
+    s.readback(110, 462, 120, "Trigger:Direction_RBV", parent=g)
+    g = s.group(10, 615, 1210, 135, "Acquisition")
+    s.write_button(5, 5, 100, "Start", "Acquire", 1, parent=g)
+    s.write_button(110, 5, 100, "Stop", "Acquire", 0, parent=g)
+    s.readback_row(230, 5, "State_RBV", "state", parent=g, lw=60, rw=120)
+    s.readback_row(430, 5, "EventNumber_RBV", "event", parent=g, lw=60, rw=120)
+    s.readback_row(630, 5, "Stats:EventRate_RBV", "event rate", parent=g, lw=80, rw=140)
+    s.setting_row(5, 45, "SampleInterval", "sample interval", parent=g, lw=110, sw=120, rw=140)
+    s.setting_row(420, 45, "NumSamples", "samples", parent=g, lw=80, sw=100, rw=120)
+    s.setting_row(780, 45, "PreTrigger", "pre-trigger", parent=g, lw=90, sw=100, rw=120)
+    s.setting_row(5, 72, "Waveform:MaxRate", "max publish", parent=g, lw=110, sw=120, rw=0)
+    s.readback_row(420, 72, "Waveform:Rate_RBV", "publish rate", parent=g, lw=80, rw=120)
+    return s
+
+
+def analysis_screen(served: set[str]) -> Screen:
+    s = Screen("picodaq analysis $(P)", 1230, 820, served)
+    s.label(10, 8, 700, "picodaq  $(P)  - pulse analysis, lifetime, voltmeter", h=28, bold=True)
+    s.open_button(1040, 8, 170, "Main ...", "main.bob")
+    s.xyplot(10, 45, 600, 360, "Pulse heights",
+             [("accepted", "Pulse:HeightBins_RBV", "Pulse:Heights_RBV", (0, 90, 200), 5),
+              ("noise", "Pulse:HeightBins_RBV", "Pulse:NoiseHeights_RBV", (150, 150, 150), 2)],
+             "pulse height (V)", "entries", "Pulse height spectrum")
+    s.xyplot(620, 45, 600, 360, "Decay times (second pulse delay)",
+             [("decays", "Pulse:DecayBins_RBV", "Pulse:DecayTimes_RBV", (130, 0, 160), 5)],
+             "delay (s)", "entries", "Decay time histogram")
+    g = s.group(10, 415, 600, 250, "Pulse filter")
+    rows = (("Pulse:Events_RBV", "events analysed"), ("Pulse:Validated_RBV", "validated"),
+            ("Pulse:Accepted_RBV", "accepted"), ("Pulse:Rate_RBV", "accepted rate"),
+            ("Pulse:MeanRate_RBV", "mean accepted rate"), ("Pulse:DoublePulses_RBV", "double pulses"),
+            ("Pulse:ModuleStatus_RBV", "module status"))
+    for i, (leaf, lab) in enumerate(rows):
+        s.readback_row(5, 5 + 25 * i, leaf, lab, parent=g, lw=150, rw=250)
+    s.write_button(5, 185, 200, "Reset pulse filter", "Pulse:Reset", 1, parent=g, h=24)
+    g = s.group(620, 415, 600, 250, "Muon lifetime (unbinned ML fit)")
+    rows = (("Pulse:Lifetime_RBV", "lifetime"), ("Pulse:LifetimeErr_RBV", "error"),
+            ("Pulse:Background_RBV", "background fraction"), ("Pulse:FitEntries_RBV", "delays in window"),
+            ("Pulse:FitMin_RBV", "window from"), ("Pulse:FitMax_RBV", "window to"))
+    for i, (leaf, lab) in enumerate(rows):
+        s.readback_row(5, 5 + 25 * i, leaf, lab, parent=g, lw=150, rw=250)
+    g = s.group(10, 675, 600, 140, "Voltmeter")
+    vm_chans = [c for c in "ABCD" if f"VMeter:{c}:Mean_RBV" in served]
+    for k, q in enumerate(("Mean", "RMS", "Std", "PkPk", "Min", "Max")):
+        s.label(60 + 88 * k, 0, 85, q, parent=g)
+    for i, c in enumerate(vm_chans):
+        s.label(5, 22 + 25 * i, 50, c, parent=g)
+        for k, q in enumerate(("Mean", "RMS", "Std", "PkPk", "Min", "Max")):
+            s.readback(60 + 88 * k, 22 + 25 * i, 85, f"VMeter:{c}:{q}_RBV", parent=g)
+    s.readback_row(5, 22 + 25 * max(len(vm_chans), 1), "VMeter:Updates_RBV", "readings", parent=g,
+                   lw=80, rw=120)
+    s.xyplot(620, 675, 600, 140, "Rate history",
+             [("rate", "Rates:HistoryTime_RBV", "Rates:History_RBV", (0, 120, 0), 1)],
+             "time since run start (s)", "rate (Hz)", "Rate history")
+    return s
+
+
+def build(out_dir: Path = HERE, served: set[str] | None = None) -> dict[str, list[str]]:
+    """Write the three screens; returns the skipped (not served) PVs per file."""
+    served = served_pvs() if served is None else served
+    skipped = {}
+    for fname, fn in (("main.bob", main_screen), ("scope.bob", scope_screen),
+                      ("analysis.bob", analysis_screen)):
+        scr = fn(served)
+        scr.write(out_dir / fname)
+        skipped[fname] = sorted(set(scr.skipped))
+    return skipped
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=HERE, help="output directory (default: clients/phoebus)")
+    args = ap.parse_args(argv)
+    for fname, missing in build(args.out).items():
+        print(f"wrote {args.out / fname}" + (f"  (left out, not served: {', '.join(missing)})"
+                                               if missing else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
