@@ -464,3 +464,47 @@ def test_control_errors_are_clear():
     assert bm.stop() is None
     bm.resize(6)
     assert bm.n_buffers == 6 and bm._raw.shape == (6, 2, 16)
+
+
+def test_configure_and_resize_while_paused_or_running():
+    fake, bm = make_bm(rate=5000.0, n_buffers=16, n_segments=3)
+    rec = Recorder()
+    bm.add_obligatory_callback("rec", rec)
+    bm.start()
+    t0 = bm._t0
+    assert bm.wait_processed(300, T_WAIT)
+    bm.resize(40)  # while running: after the ring drained
+    assert bm.n_buffers == 40 and bm._raw.shape[0] == 40 and bm.state == RunState.RUNNING
+    assert bm.wait_processed(bm.stats().events + 300, T_WAIT)
+    bm.pause()
+    n_paused = bm.stats().events
+    ap = bm.configure(*default_settings(n_samples=32, n_segments=2))  # while paused
+    assert ap.n_samples == 32 and bm.state == RunState.PAUSED
+    assert bm.stats().events == n_paused  # still paused: nothing acquired
+    bm.resume()
+    assert bm.wait_processed(n_paused + 300, T_WAIT)
+    s = bm.stop(timeout=T_WAIT)
+    check_against_truth(rec, fake, t0)
+    assert s.events == s.triggers and rec.stamped_gen_ok
+
+
+def test_control_calls_from_a_callback_do_not_deadlock():
+    fake, bm = make_bm(rate=5000.0, n_buffers=4)
+    errors: list[BaseException] = []
+    returned: list[object] = []
+
+    def cb(b):
+        if b.event_number[0] == 50:
+            for call in (bm.pause, lambda: bm.configure(*default_settings())):
+                try:
+                    call()
+                except RuntimeError as e:
+                    errors.append(e)
+            returned.append(bm.stop())  # only requests the stop
+
+    bm.add_obligatory_callback("ctl", cb, max_events=1)
+    bm.start()
+    assert bm.wait_stopped(T_WAIT)
+    s = bm.stop(timeout=T_WAIT)
+    assert len(errors) == 2 and all("callback" in str(e) for e in errors)
+    assert returned == [None] and s.events == s.processed >= 50 and s.state == "Stopped"

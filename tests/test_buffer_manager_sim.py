@@ -103,3 +103,38 @@ def test_slow_consumer_with_simulator_raises_dead_time_loses_nothing():
     assert slow.ring_wait_time > 0.5 * (n - ring) * delay
     assert slow.dead_fraction > fast.dead_fraction
     assert slow.dead_time > fast.dead_time + 0.5 * (n - ring) * delay
+
+
+def test_unplug_replug_reconnects_and_continues_in_order():
+    cfg = sim_config(10, rate=5000.0)
+    sim = SimScope(cfg.simulation, cfg.device, keep_truth=True)
+    sim.open()
+    be = Recording(sim)
+    messages: list[str] = []
+
+    def log(msg: str) -> None:
+        messages.append(msg)
+        if "disconnected" in msg:
+            sim.replug()  # the cable is back before the first reconnection attempt
+
+    bm = BufferManager(be, n_buffers=64, log=log)
+    bm.configure(*scope_settings(cfg))
+    g1 = bm.applied.config_generation
+    sums: list[np.ndarray] = []
+    gens: list[int] = []
+
+    def consumer(b) -> None:
+        sums.append(b.raw.astype(np.int64).sum(axis=(1, 2)) * 7 + b.raw[:, -1, -1])
+        gens.append(b.applied.config_generation)
+        if b.event_number[-1] >= 300 and not any("disconnected" in m for m in messages):
+            sim.unplug()
+
+    bm.add_obligatory_callback("check", consumer, max_events=16)
+    bm.start(max_events=2000)
+    assert bm.wait_stopped(T_WAIT)
+    s = bm.stop(timeout=T_WAIT)
+    bm.close()
+    assert bm.n_reconnects == 1 and "unplugged" in bm.last_error
+    assert s.events == s.triggers == 2000 and s.state == "Stopped"
+    np.testing.assert_array_equal(np.concatenate(sums), np.concatenate(be.sums))
+    assert gens[0] == g1 and gens[-1] > g1 and np.all(np.diff(gens) >= 0)

@@ -631,6 +631,8 @@ class BufferManager:
         with self._ctl_mutex:
             if self._state != RunState.RUNNING or not self._acquiring:
                 raise RuntimeError(f"cannot pause: state is {self._state.value}")
+            if self._in_callback_thread():
+                raise RuntimeError("pause: not allowed from an obligatory consumer's callback")
             self._state = RunState.PAUSED
             self._command("pause", None, timeout)
             self._log("*==* BufferManager pause")
@@ -647,7 +649,11 @@ class BufferManager:
         """RUNNING/PAUSED -> STOPPED; waits up to ``timeout`` s until the obligatory
         consumers drained the ring and returns the end-of-run summary (None if no run
         was ever started).  Calling it after the run ended by itself returns that run's
-        summary."""
+        summary.  Called from an obligatory callback it only requests the stop and
+        returns None (the summary is then in :attr:`summary` once the ring drained)."""
+        if self._in_callback_thread():  # joining here would wait for ourselves
+            self._request_stop_async()
+            return None
         with self._ctl_mutex:
             self._drain_timeout = float(timeout)
             if self._acq_thread_alive():
@@ -729,8 +735,15 @@ class BufferManager:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
 
+    def _in_callback_thread(self) -> bool:
+        me = threading.current_thread()
+        return any(t is me for t in list(self._cb_threads.values()))
+
     def _command(self, kind: str, payload, timeout: float | None):
         """Hand a command to the acquisition thread and wait for its acknowledgement."""
+        if self._in_callback_thread():
+            raise RuntimeError(f"{kind}: not allowed from an obligatory consumer's callback (the "
+                               "acquisition may be waiting for that consumer: deadlock)")
         cmd = _Cmd(kind, payload)
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
