@@ -40,6 +40,17 @@ REPO = Path(__file__).resolve().parents[1]
 _PYEPICS_PORT: int | None = None  # the IOC pyepics' context currently points at
 
 
+def die_with_parent() -> None:
+    """preexec_fn: SIGTERM the child when the test process dies (Linux), so a crashed test
+    run leaves no IOC behind."""
+    try:
+        import ctypes  # noqa: PLC0415
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:  # not Linux: the fixture teardown still terminates by PID
+        pass
+
+
 def free_port() -> int:
     """A port free for both TCP and UDP on 127.0.0.1 (CA uses both)."""
     for _ in range(50):
@@ -151,7 +162,8 @@ def start_ioc(tmp_path: Path, config: Any = None, extra_args: tuple[str, ...] | 
     log_path = tmp_path / f"{name}_{port}.log"
     env = ioc_env(port)
     with open(log_path, "w") as logf:
-        proc = subprocess.Popen(args, env=env, stdout=logf, stderr=subprocess.STDOUT, cwd=str(tmp_path))
+        proc = subprocess.Popen(args, env=env, stdout=logf, stderr=subprocess.STDOUT, cwd=str(tmp_path),
+                                preexec_fn=die_with_parent)
     handle = IocHandle(proc=proc, prefix=prefix, port=port, env=loopback_env(port), log_path=log_path,
                        config_path=config_path, args=args)
     deadline = time.monotonic() + ready_timeout

@@ -1,0 +1,219 @@
+"""Waveform serving benchmark: 8 pyepics clients x 4 channels x 4000 samples.
+
+Method
+------
+The IOC (``python -m picodaq_ioc``) runs in a subprocess on its own port on 127.0.0.1 with
+the simulator (PicoScope 2000a, channels A-D enabled, 4000 samples, real-time paced muon
+pulses on all four channels). ``Waveform:MaxRate`` is set to the target publish rate.
+Eight client *processes* (one libca context each, i.e. eight CA circuits on the IOC)
+monitor ``A..D:Waveform_RBV`` (float32, 16 kB each) with pyepics and record, per update,
+the receive time and the PV's timestamp (set by the IOC when it took the event).
+
+Per scenario, over a measuring window after a warm-up:
+
+- ``delivered_hz``: waveform updates per second and channel received by each client (mean
+  over clients and channels; min also reported);
+- ``published_hz``: ``ArrayCounter_RBV`` increments per second (what the IOC offered);
+- ``drops``: published minus received updates, summed over clients and channels (an update
+  the IOC published that a client never saw);
+- ``latency_p50_ms`` / ``latency_p95_ms``: receive time - PV timestamp (same host clock);
+- ``ioc_rss_mb`` start/end/max: resident memory of the IOC process (psutil).
+
+Scenarios: ``nominal`` (trigger rate ~100 Hz > MaxRate 50 Hz) and ``overload`` (trigger
+rate ~2 kHz, i.e. 40x the publish rate: "latest event wins" must keep the delivered rate
+>= 90 % of MaxRate and memory bounded).
+
+Output: one JSON line per figure on stdout. Run: ``python benchmarks/bench_waveforms.py``
+(about a minute; ``--window`` to change the measuring time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+CHANNELS = ("A", "B", "C", "D")
+
+CLIENT = textwrap.dedent(r'''
+    import json, sys, time
+    import epics
+    prefix, warmup, window = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+    recs = {c: [] for c in "ABCD"}
+    def cb(pvname=None, value=None, timestamp=None, **kw):
+        recs[pvname[len(prefix)]].append((time.time(), timestamp, len(value)))
+    pvs = [epics.PV(prefix + c + ":Waveform_RBV", auto_monitor=True, callback=cb) for c in "ABCD"]
+    for p in pvs:
+        if not p.wait_for_connection(10):
+            print(json.dumps({"error": "connect " + p.pvname})); sys.exit(1)
+    print(json.dumps({"ready": True}), flush=True)
+    t_start = time.time() + warmup
+    t_end = t_start + window
+    while time.time() < t_end:
+        time.sleep(0.05)
+    out = {}
+    for c, r in recs.items():
+        sel = [x for x in r if t_start <= x[0] < t_end]
+        lat = [1e3 * (x[0] - x[1]) for x in sel]
+        out[c] = {"n": len(sel), "lat": lat}
+    print(json.dumps({"t_start": t_start, "t_end": t_end, "channels": out}), flush=True)
+    for p in pvs:
+        p.clear_callbacks(); p.disconnect()
+''')
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def loopback_env(port: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "EPICS_CA_AUTO_ADDR_LIST": "NO", "EPICS_CA_ADDR_LIST": f"127.0.0.1:{port}",
+        "EPICS_CAS_INTF_ADDR_LIST": "127.0.0.1", "EPICS_CAS_AUTO_BEACON_ADDR_LIST": "NO",
+        "EPICS_CAS_BEACON_ADDR_LIST": "127.0.0.1", "EPICS_PVA_AUTO_ADDR_LIST": "NO",
+        "EPICS_PVA_ADDR_LIST": "127.0.0.1", "EPICS_PVAS_INTF_ADDR_LIST": "127.0.0.1",
+        "EPICS_PVAS_AUTO_BEACON_ADDR_LIST": "NO", "EPICS_PVAS_BEACON_ADDR_LIST": "127.0.0.1",
+        "EPICS_CA_SERVER_PORT": str(port), "EPICS_CA_MAX_ARRAY_BYTES": "100000000",
+        "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        "PYTHONUNBUFFERED": "1",
+    })
+    return env
+
+
+def config(rate: float) -> dict:
+    return {
+        "device": {"backend": "sim", "model": "2000a"},
+        "channels": {c: {"range": 0.2, "coupling": "DC"} for c in CHANNELS},
+        "timebase": {"sample_interval": 4.0e-9, "samples": 4000, "pretrigger": 0.1},
+        "trigger": {"source": "A", "level": -0.02, "direction": "Falling", "auto_timeout": 0.1},
+        "buffer": {"n_buffers": 64},
+        "simulation": {"seed": 11, "realtime": True,
+                       "sources": [{"kind": "muon", "channels": list(CHANNELS), "rate": rate,
+                                    "amplitude": -0.08}]},
+    }
+
+
+def caput(env: dict, pv: str, value) -> None:
+    import epics  # noqa: PLC0415 - the parent uses pyepics only for control puts
+
+    if not epics.caput(pv, value, wait=True, timeout=10):
+        raise RuntimeError(f"caput {pv} {value} failed")
+
+
+def scenario(name: str, trigger_rate: float, max_rate: float, n_clients: int, warmup: float,
+             window: float, tmp: Path) -> list[dict]:
+    port = free_port()
+    env = loopback_env(port)
+    os.environ.update({k: v for k, v in env.items() if k.startswith("EPICS_")})
+    import epics  # noqa: PLC0415
+
+    epics.ca.clear_cache()
+    cfg_path = tmp / f"{name}.yaml"
+    cfg_path.write_text(yaml.safe_dump(config(trigger_rate)))
+    prefix = f"BW{port}:"
+    log = open(tmp / f"{name}.log", "w")
+    ioc = subprocess.Popen([sys.executable, "-m", "picodaq_ioc", "--config", str(cfg_path), "--prefix", prefix,
+                            "--max-rate", str(max_rate), "--no-autosave", "-q"], env=env, stdout=log,
+                           stderr=subprocess.STDOUT)
+    clients: list[subprocess.Popen] = []
+    try:
+        deadline = time.monotonic() + 60
+        while epics.caget(prefix + "State_RBV", timeout=0.5) is None:
+            if ioc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"IOC did not start: {(tmp / f'{name}.log').read_text()}")
+        proc = psutil.Process(ioc.pid)
+        caput(env, prefix + "Acquire", 1)
+        rss0 = proc.memory_info().rss
+        for _ in range(n_clients):
+            clients.append(subprocess.Popen([sys.executable, "-c", CLIENT, prefix, str(warmup), str(window)],
+                                            env=env, stdout=subprocess.PIPE, text=True))
+        for c in clients:
+            json.loads(c.stdout.readline())  # ready
+        time.sleep(warmup)  # benchmark warm-up period (not a wait for a condition)
+        c0, t0 = epics.caget(prefix + "ArrayCounter_RBV", use_monitor=False), time.time()
+        ev0 = epics.caget(prefix + "Stats:Events_RBV", use_monitor=False)
+        rss_max = rss0
+        t_end = t0 + window
+        while time.time() < t_end:
+            rss_max = max(rss_max, proc.memory_info().rss)
+            time.sleep(0.2)
+        c1, t1 = epics.caget(prefix + "ArrayCounter_RBV", use_monitor=False), time.time()
+        ev1 = epics.caget(prefix + "Stats:Events_RBV", use_monitor=False)
+        rss1 = proc.memory_info().rss
+        results = [json.loads(c.stdout.readline()) for c in clients]
+        caput(env, prefix + "Acquire", 0)
+    finally:
+        for c in clients:
+            if c.poll() is None:
+                c.terminate()
+            c.wait(10)
+        ioc.send_signal(signal.SIGTERM)
+        try:
+            ioc.wait(30)
+        except subprocess.TimeoutExpired:
+            ioc.kill()
+        log.close()
+
+    published_hz = (c1 - c0) / (t1 - t0)
+    n = np.array([[r["channels"][c]["n"] for c in CHANNELS] for r in results], dtype=float)
+    got_hz = n / window
+    lat = np.concatenate([np.array(r["channels"][c]["lat"]) for r in results for c in CHANNELS])
+    published_in_window = published_hz * window
+    drops = float(np.sum(np.maximum(0.0, published_in_window - n)))
+    method = (f"{n_clients} pyepics client processes x {len(CHANNELS)} channels x 4000 float32 samples, "
+              f"sim trigger rate {trigger_rate:g} Hz, Waveform:MaxRate {max_rate:g} Hz, window {window:g} s "
+              f"after {warmup:g} s warm-up, 127.0.0.1")
+    base = {"bench": "waveforms", "scenario": name, "method": method}
+    out = [
+        {**base, "figure": "event_rate_hz", "value": round((ev1 - ev0) / (t1 - t0), 1)},
+        {**base, "figure": "published_hz", "value": round(published_hz, 2)},
+        {**base, "figure": "delivered_hz_mean", "value": round(float(got_hz.mean()), 2)},
+        {**base, "figure": "delivered_hz_min", "value": round(float(got_hz.min()), 2)},
+        {**base, "figure": "delivered_fraction_of_max_rate", "value": round(float(got_hz.mean()) / max_rate, 3)},
+        {**base, "figure": "drops", "value": round(drops, 1),
+         "note": "published-in-window minus received, summed over clients x channels (window edges +-1 each)"},
+        {**base, "figure": "latency_p50_ms", "value": round(float(np.percentile(lat, 50)), 2)},
+        {**base, "figure": "latency_p95_ms", "value": round(float(np.percentile(lat, 95)), 2)},
+        {**base, "figure": "ioc_rss_mb_start", "value": round(rss0 / 2**20, 1)},
+        {**base, "figure": "ioc_rss_mb_end", "value": round(rss1 / 2**20, 1)},
+        {**base, "figure": "ioc_rss_mb_max", "value": round(rss_max / 2**20, 1)},
+    ]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--clients", type=int, default=8)
+    p.add_argument("--max-rate", type=float, default=50.0)
+    p.add_argument("--warmup", type=float, default=3.0)
+    p.add_argument("--window", type=float, default=10.0)
+    p.add_argument("--scenario", choices=("nominal", "overload", "all"), default="all")
+    args = p.parse_args(argv)
+    scenarios = {"nominal": 100.0, "overload": 2000.0}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, rate in scenarios.items():
+            if args.scenario not in (name, "all"):
+                continue
+            for rec in scenario(name, rate, args.max_rate, args.clients, args.warmup, args.window, Path(tmp)):
+                print(json.dumps(rec), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
