@@ -973,7 +973,7 @@ class SimScope:
         kept: list[np.ndarray] = []  # trigger-channel volts, contiguous from kept_start
         kept_start = 0
         i_a = 0
-        armed = np.zeros(1, dtype=bool)
+        armed = np.zeros((1, 2), dtype=bool)
         found = -1
         is_auto = False
         limit = 50_000_000  # samples scanned before giving up (auto None and nothing fires)

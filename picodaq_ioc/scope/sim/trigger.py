@@ -61,14 +61,15 @@ def find_trigger(codes: np.ndarray, level: int, hyst: int, direction: Direction,
     direction : Direction
     start, stop : int arrays [S]
         Search ``[start, stop)``; ``start >= 1`` so the interpolation has a previous sample.
-    armed0 : bool array [S], optional
-        Edge trigger already re-armed at ``start`` (carried over from a previous chunk);
-        default: re-armed if sample ``start - 1`` is beyond the hysteresis band.
+    armed0 : bool array [S, 2], optional
+        Rising (column 0) and falling (column 1) edge logic already re-armed at ``start``
+        (carried over from a previous chunk); default: re-armed if sample ``start - 1`` is
+        beyond the hysteresis band.
 
     Returns
     -------
     index : int array [S], -1 where none
-    armed_end : bool array [S], the re-arm state after ``stop`` (for chunked scanning)
+    armed_end : bool array [S, 2], the re-arm states after ``stop`` (for chunked scanning)
     """
     s = codes.shape[0]
     d = Direction(direction)
@@ -78,22 +79,21 @@ def find_trigger(codes: np.ndarray, level: int, hyst: int, direction: Direction,
         inside = (idx[None, :] >= start[:, None]) & (idx[None, :] < stop[:, None])
         fire = beyond & inside
         anyf = fire.any(axis=1)
-        return np.where(anyf, fire.argmax(axis=1), -1), np.ones(s, dtype=bool)
-    res = []
-    arm = []
+        return np.where(anyf, fire.argmax(axis=1), -1), np.ones((s, 2), dtype=bool)
+    a_r = None if armed0 is None else armed0[:, 0]
+    a_f = None if armed0 is None else armed0[:, 1]
+    arm = np.zeros((s, 2), dtype=bool)
+    r = f = None
     if d in (Direction.RISING, Direction.RISE_OR_FALL):
-        f, a = _first_edge(codes, start, stop, codes >= level, codes < level - hyst, armed0)
-        res.append(f)
-        arm.append(a)
+        r, arm[:, 0] = _first_edge(codes, start, stop, codes >= level, codes < level - hyst, a_r)
     if d in (Direction.FALLING, Direction.RISE_OR_FALL):
-        f, a = _first_edge(codes, start, stop, codes <= level, codes > level + hyst, armed0)
-        res.append(f)
-        arm.append(a)
-    if len(res) == 1:
-        return res[0], arm[0]
-    r, f = res
+        f, arm[:, 1] = _first_edge(codes, start, stop, codes <= level, codes > level + hyst, a_f)
+    if f is None:
+        return r, arm
+    if r is None:
+        return f, arm
     first = np.where((r >= 0) & ((f < 0) | (r <= f)), r, f)
-    return first, arm[0] | arm[1]
+    return first, arm
 
 
 def time_offset(codes: np.ndarray, c: np.ndarray, level: int, dt: float) -> np.ndarray:
