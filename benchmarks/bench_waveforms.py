@@ -172,6 +172,8 @@ def scenario(name: str, trigger_rate: float, max_rate: float, n_clients: int, wa
 
     published_hz = (c1 - c0) / (t1 - t0)
     n = np.array([[r["channels"][c]["n"] for c in CHANNELS] for r in results], dtype=float)
+    if os.environ.get("BENCH_DEBUG"):
+        print(name, n.tolist(), file=sys.stderr)
     got_hz = n / window
     lat = np.concatenate([np.array(r["channels"][c]["lat"]) for r in results for c in CHANNELS])
     published_in_window = published_hz * window

@@ -59,6 +59,8 @@ class PicoDAQIOC(PVGroup):
         self.run_end_hooks: list[Any] = []
         self.runner: Any = None
         self._last_state: RunState | None = None
+        self._device_error_seen: str | None = None
+        self._reconnects_at_error: int | None = None
 
     # ----------------------------------------------------------- composition
     @property
@@ -158,6 +160,26 @@ class PicoDAQIOC(PVGroup):
         if st.state != self._last_state:
             old, self._last_state = self._last_state, st.state
             await self._state_changed(old, st.state)
+        await self._watch_device()
+
+    async def _watch_device(self) -> None:
+        """Device trouble during a run (unplugged, reconnecting) -> StatusMessage_RBV MAJOR;
+        back to no alarm once the buffer manager reconnected."""
+        bm = self.ctl.bm
+        err = getattr(bm, "last_error", None)
+        n_rec = int(getattr(bm, "n_reconnects", 0) or 0)
+        if err and err != self._device_error_seen:
+            self._device_error_seen = err
+            self._reconnects_at_error = n_rec
+            log.error("device problem: %s", err)
+            await self.device.set_status(f"Device: {err}", AlarmSeverity.MAJOR_ALARM, AlarmStatus.COMM)
+        elif not err:
+            self._device_error_seen = None
+        if (self._reconnects_at_error is not None and n_rec > self._reconnects_at_error
+                and self._last_state != RunState.ERROR):
+            self._reconnects_at_error = None
+            log.info("device reconnected (%d reconnection(s) so far)", n_rec)
+            await self.device.set_status(f"Device reconnected ({n_rec} reconnection(s) so far)")
 
     async def _status_loop(self) -> None:
         last_error = 0.0

@@ -152,13 +152,16 @@ class FaultGroup(PVGroup):
         applied = getattr(be, "applied", None)
         if callable(applied):
             applied = applied()
+        if applied is None:
+            applied = getattr(be, "_applied", None)  # SimScope keeps it private
         ctl = getattr(self.ioc, "ctl", None)
         bm = getattr(ctl, "bm", None)
         stats = None
         if bm is not None:
             stats = await asyncio.to_thread(bm.stats)
         truth = _truth(be)
-        doc_a = json.dumps(to_jsonable({"applied": applied, "controller_applied": getattr(ctl, "applied", None)}))
+        doc_a = json.dumps(to_jsonable({"applied": applied, "bm_applied": getattr(bm, "applied", None),
+                                        "controller_applied": getattr(ctl, "applied", None)}))
         doc_t = json.dumps(to_jsonable({"truth": truth, "stats": stats}))
         await self.Applied_RBV.write(doc_a[: JSON_MAX - 1])
         await self.Truth_RBV.write(doc_t[: JSON_MAX - 1])

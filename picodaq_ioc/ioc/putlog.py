@@ -36,9 +36,9 @@ def _scalar(value: Any) -> Any:
     if isinstance(value, (list, tuple)) and len(value) == 1:
         return _scalar(value[0])
     if isinstance(value, np.ndarray) and value.size == 1:
-        return value.reshape(-1)[0].item()
+        return _scalar(value.reshape(-1)[0].item())
     if isinstance(value, np.generic):
-        return value.item()
+        return _scalar(value.item())
     if isinstance(value, (bytes, bytearray)):
         return bytes(value).split(b"\0", 1)[0].decode("latin-1")
     return value
