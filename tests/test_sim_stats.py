@@ -1,0 +1,218 @@
+"""Statistical honesty of the simulated scope (research §4.3), with fixed seeds.
+
+Each tolerance is derived in a comment next to its assertion. A fixed seed makes every test
+deterministic; the tolerances say how unlikely a failure would be for a correct simulator.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+from picodaq_ioc.config.schema import DeviceSection, SimulationSection, SourceSection
+from picodaq_ioc.scope.sim import SimScope
+from picodaq_ioc.scope.types import ChannelConfig, Direction, TimebaseConfig, TriggerConfig
+
+
+def _scope(sources, seed, noise=0.5e-3, **kw):
+    sim = SimulationSection(seed=seed, realtime=False, count_host_time=False, noise_rms=noise,
+                            sources=sources, **kw)
+    sc = SimScope(sim, DeviceSection(model="2000a"), keep_truth=True)
+    sc.open()
+    return sc
+
+
+def _run(sc, n_captures):
+    caps = []
+    for _ in range(n_captures):
+        sc.arm()
+        assert sc.wait(1e6)
+        caps.append(sc.read())
+    return caps
+
+
+def _falling_edges(x, level):
+    """[rows, cols] mask of samples where x falls through level (previous sample above)."""
+    e = np.zeros(x.shape, dtype=bool)
+    e[:, 1:] = (x[:, 1:] <= level) & (x[:, :-1] > level)
+    return e
+
+
+def test_block_mode_rate_intervals_and_dead_time():
+    lam = 200.0  # Hz, true muon rate
+    sc = _scope([SourceSection(kind="muon", channels=["A"], rate=lam, amplitude=-0.08, amplitude_spread=0.1)],
+                seed=101, readout_overhead=1e-3)
+    ap = sc.configure({"A": ChannelConfig(range_v=0.2)}, TimebaseConfig(4e-9, 200, 0.1, 1),
+                      TriggerConfig(source="A", threshold_v=-0.03, direction=Direction.FALLING))
+    caps = _run(sc, 8000)
+    t_samp = np.array([c.t_trigger[0] for c in caps])
+    t_exact = t_samp + np.array([c.trigger_time_offset_s[0] for c in caps])
+    # Non-paralysable dead time per trigger: rest of the window after the trigger sample, the
+    # readout, and the pre-trigger fill after re-arming = n_samples*dt + readout.
+    dead = ap.n_samples * ap.sample_interval_s + 1e-3
+    dts = np.diff(t_samp)
+    assert dts.min() >= dead * (1 - 1e-12)  # nothing can trigger inside the dead time
+    assert dts.min() < dead + 1e-4  # ... and right after it, triggers do come (P(Exp<0.1 ms)=2 %)
+    # Rate: intervals are dead + Exp(lam), so the expected count in T is T/(dead + 1/lam) =
+    # T*lam/(1+lam*dead). The count of a renewal process has variance N/(1+lam*dead)^2 < N, so
+    # 4*sqrt(N) is a conservative 4-sigma band (two-sided p < 6e-5).
+    big_t = t_exact[-1] - t_exact[0]
+    n = t_exact.size - 1
+    n_exp = big_t * lam / (1 + lam * dead)
+    assert abs(n - n_exp) < 4 * np.sqrt(n_exp)
+    # Dead-time correction m/(1 - m*dead) recovers the true rate: sigma(lam_hat) ~ lam*(1+lam*dead)/sqrt(n)
+    m = n / big_t
+    lam_hat = m / (1 - m * dead)
+    assert abs(lam_hat - lam) < 4 * lam * (1 + lam * dead) / np.sqrt(n)
+    # KS: the intervals follow the exponential shifted by the dead time (p > 1 %), and clearly
+    # not an unshifted exponential of the same mean (D ~ 1-exp(-lam*dead) = 0.18 -> p ~ 0).
+    d_ex = np.diff(t_exact)
+    assert stats.kstest(d_ex, "expon", args=(dead, 1 / lam)).pvalue > 0.01
+    assert stats.kstest(d_ex, "expon", args=(0.0, d_ex.mean())).pvalue < 1e-6
+    # Ground truth: candidates lost while dead ~ Poisson(lam * total dead time), 4 sigma.
+    tr = sc.truth
+    assert tr.n_triggers == len(caps) and tr.n_auto == 0
+    lost_exp = lam * dead * len(caps)
+    assert abs(tr.n_lost_dead - lost_exp) < 4 * np.sqrt(lost_exp)
+    assert tr.n_candidates == tr.n_triggers + tr.n_lost_dead + tr.n_missed
+    assert tr.n_missed <= 3  # only pulses hidden by noise could fail; with 6-sigma margins: none
+    assert sum(c.live_time_s for c in caps) == np.float64(tr.live_time_s)
+
+
+def test_rapid_block_segments_rearm_and_intervals():
+    lam = 1e5  # Hz: a fast source, so the microsecond re-arm time matters
+    sc = _scope([SourceSection(kind="muon", channels=["A"], rate=lam, amplitude=-0.08, amplitude_spread=0.1)],
+                seed=202)
+    ap = sc.configure({"A": ChannelConfig(range_v=0.2)}, TimebaseConfig(4e-9, 200, 0.1, 1000),
+                      TriggerConfig(source="A", threshold_v=-0.03, direction=Direction.FALLING))
+    caps = _run(sc, 20)
+    rearm = sc.sim.rearm_time
+    shift = ap.n_samples * ap.sample_interval_s + rearm  # window + re-arm between segments
+    within = []
+    for c in caps:
+        assert c.raw.shape == (1000, 1, 200) and c.n_segments == 1000
+        assert np.all(np.diff(c.t_trigger) >= shift * (1 - 1e-9))  # strictly increasing, >= re-arm
+        within.append(np.diff(c.t_trigger + c.trigger_time_offset_s))
+    d = np.concatenate(within)
+    # shifted exponential with the microsecond re-arm shift (KS p > 1 %), not the unshifted one
+    # (KS distance ~ 1-exp(-lam*shift) = 0.16 with 2e4 intervals -> p ~ 0)
+    assert stats.kstest(d, "expon", args=(shift, 1 / lam)).pvalue > 0.01
+    assert stats.kstest(d, "expon", args=(0.0, d.mean())).pvalue < 1e-6
+    # the readout dead time (ms) applies only between batches, not between segments
+    gaps = np.array([caps[i + 1].t_armed - caps[i].t_ready for i in range(len(caps) - 1)])
+    assert np.allclose(gaps, sc.readout_time(ap))
+    assert gaps.min() > 100 * shift
+
+
+def test_muon_decay_delays_follow_the_lifetime():
+    tau = 2.1969811e-6
+    src = SourceSection(kind="muon", channels=["A"], rate=20.0, amplitude=-0.1, amplitude_spread=0.1,
+                        decay_fraction=0.5, lifetime=tau)
+    sc = _scope([src], seed=303)
+    # Kamiokanne geometry: 4000 samples over 16 us (4 ns), 5 % pre-trigger
+    ap = sc.configure({"A": ChannelConfig(range_v=0.2)}, TimebaseConfig(16e-6 / 3999.9, 4000, 0.05, 100),
+                      TriggerConfig(source="A", threshold_v=-0.04, direction=Direction.FALLING))
+    dt, n_pre = ap.sample_interval_s, ap.n_pre
+    assert dt == 4e-9 and n_pre == 200
+    lc = int(round(-0.04 * ap.max_adc / 0.2))
+    delays = []
+    for c in _run(sc, 30):
+        e = _falling_edges(c.raw[:, 0, :].astype(np.int32), lc)
+        e[:, : n_pre + 45] = False  # the trigger pulse itself (160 ns = 40 samples) is over
+        has = e.any(axis=1)
+        delays.append((e.argmax(axis=1)[has] - n_pre) * dt)
+    d = np.concatenate(delays)
+    a, b = 0.5e-6, 15e-6  # fit range as in picoCosmo: pulses separated, inside the window
+    d = d[(d >= a) & (d <= b)]
+    # expected count ~ 3000 triggers * 0.5 * (e^-a/tau - e^-b/tau) = 1200; require a real sample
+    assert d.size > 900
+
+    def trunc_cdf(t, tt):
+        return (np.exp(-a / tt) - np.exp(-t / tt)) / (np.exp(-a / tt) - np.exp(-b / tt))
+
+    # KS against the truncated Exp(tau): p > 1 %; a 30 % longer lifetime must be rejected
+    # (KS distance ~ 0.1 with n ~ 1200 -> p < 1e-8).
+    assert stats.kstest(d, lambda t: trunc_cdf(t, tau)).pvalue > 0.01
+    assert stats.kstest(d, lambda t: trunc_cdf(t, 1.3 * tau)).pvalue < 1e-4
+    # truth: the generated decay delays are exponential with the lifetime too
+    dd = np.concatenate(sc.streams[0].decay_delays)
+    assert stats.kstest(dd, "expon", args=(0.0, tau)).pvalue > 0.01
+
+
+def test_sipm_crosstalk_ratio_and_peaks():
+    p_ct, a1 = 0.15, -0.01
+    src = SourceSection(kind="sipm", channels=["A"], rate=1e4, amplitude=a1, crosstalk=p_ct, gain_spread=0.05,
+                        rise=1e-9, flat=4e-9, fall=30e-9)
+    sc = _scope([src], seed=404, noise=0.3e-3)
+    ap = sc.configure({"A": ChannelConfig(range_v=0.1)}, TimebaseConfig(2e-9, 100, 0.2, 1000),
+                      TriggerConfig(source="A", threshold_v=-0.005, direction=Direction.FALLING))
+    caps = _run(sc, 20)
+    v = np.concatenate([ap.to_volts("A", c.raw[:, 0], dtype=np.float64) for c in caps])
+    n_pre = ap.n_pre
+    peak = -v[:, n_pre: n_pre + 3].min(axis=1)  # the pulse is at its flat top right after the trigger
+    npe = np.rint(peak / -a1).astype(int)
+    n = npe.size
+    assert n == 20000 and npe.min() >= 1
+    # P(n>=2 | n>=1) = p for the geometric crosstalk model; binomial sigma = sqrt(p(1-p)/n) =
+    # 0.0025; 4 sigma.
+    ratio = np.mean(npe >= 2)
+    assert abs(ratio - p_ct) < 4 * np.sqrt(p_ct * (1 - p_ct) / n)
+    # P(n>=3)/P(n>=2) = p as well (fewer events: ~3000, sigma 0.0065)
+    r32 = np.mean(npe >= 3) / np.mean(npe >= 2)
+    assert abs(r32 - p_ct) < 4 * np.sqrt(p_ct * (1 - p_ct) / np.sum(npe >= 2))
+    # finger spectrum: peaks at k * A1 (width: gain spread 5 % * sqrt(k), noise, 1 LSB = 0.8 mV)
+    for k in (1, 2):
+        assert abs(peak[npe == k].mean() - k * abs(a1)) < 0.1 * abs(a1)
+
+
+def test_geiger_dead_time_rate_and_constant_amplitude():
+    n_true, tau_gm = 5000.0, 100e-6
+    src = SourceSection(kind="geiger", channels=["A"], rate=n_true, amplitude=1.0, rise=0.1e-6, flat=0.0,
+                        fall=20e-6, dead_time=tau_gm)
+    sc = _scope([src], seed=505, noise=1e-3)
+    ap = sc.configure({"A": ChannelConfig(range_v=2.0)}, TimebaseConfig(1e-6, 2000, 0.0, 100),
+                      TriggerConfig(enabled=False))  # free running: unbiased time samples
+    dt = ap.sample_interval_s
+    caps = _run(sc, 30)
+    x = np.concatenate([c.raw[:, 0, :] for c in caps]).astype(np.int32)
+    lc = int(round(0.5 * ap.max_adc / 2.0))
+    edge = np.zeros(x.shape, dtype=bool)
+    edge[:, 1:] = (x[:, 1:] >= lc) & (x[:, :-1] < lc)
+    rows, cols = np.nonzero(edge)
+    same = rows[1:] == rows[:-1]
+    gaps = (cols[1:] - cols[:-1])[same] * dt
+    # no second pulse within the tube dead time (edges are sampled: allow one sample), and
+    # intervals just above it do occur (P(Exp(n) < 5 us) = 2.5 % of ~1.7e4 intervals)
+    assert gaps.min() >= tau_gm - dt
+    assert gaps.min() < tau_gm + 5 * dt
+    # measured rate m = n/(1 + n*tau) (non-paralysable); count variance <= mean -> 4 sigma band
+    t_total = x.size * dt
+    m_exp = n_true / (1 + n_true * tau_gm)
+    count = int(edge.sum())
+    assert abs(count - m_exp * t_total) < 4 * np.sqrt(m_exp * t_total)
+    # constant amplitude: the 0.1 us rise is shorter than a sample, so the edge sample or the
+    # next one lies on the 20 us RC tail within 1 us of the top: 0.95..1.0 V (noise 1 mV,
+    # 1/2 LSB = 7.9 mV)
+    ok = cols + 1 < x.shape[1]
+    top = np.maximum(x[rows[ok], cols[ok]], x[rows[ok], cols[ok] + 1])
+    pk = ap.to_volts("A", top[:, None], dtype=np.float64)[:, 0]
+    assert np.all((pk > 0.94) & (pk < 1.01))
+
+
+def test_coincident_panels_with_delays():
+    src = SourceSection(kind="muon", channels=["A", "B", "C"], rate=50.0, amplitude=-0.08, amplitude_spread=0.1,
+                        channel_delays=[0.0, 20e-9, 40e-9], jitter=1e-9)
+    sc = _scope([src], seed=606)
+    chans = {c: ChannelConfig(range_v=0.2) for c in "ABC"}
+    ap = sc.configure(chans, TimebaseConfig(8e-9, 100, 0.2, 200),
+                      TriggerConfig(source="A", threshold_v=-0.03, direction=Direction.FALLING))
+    assert ap.sample_interval_s == 8e-9  # three channels on a 500 MS/s 2000A: 125 MS/s
+    c = _run(sc, 1)[0]
+    lc = int(round(-0.03 * ap.max_adc / 0.2))
+    pos = [_falling_edges(c.raw[:, i, :].astype(np.int32), lc).argmax(axis=1) for i in range(3)]
+    # B and C cross 20 ns and 40 ns after A (2.5 and 5 samples of 8 ns; +-1 sample for the
+    # sampling phase and the 1 ns jitter)
+    lag_b = pos[1] - pos[0]
+    lag_c = pos[2] - pos[0]
+    assert np.all((lag_b >= 2) & (lag_b <= 4)) and np.all((lag_c >= 4) & (lag_c <= 6))
+    assert np.all(pos[0] == ap.n_pre)
