@@ -508,3 +508,30 @@ def test_control_calls_from_a_callback_do_not_deadlock():
     s = bm.stop(timeout=T_WAIT)
     assert len(errors) == 2 and all("callback" in str(e) for e in errors)
     assert returned == [None] and s.events == s.processed >= 50 and s.state == "Stopped"
+
+
+def test_current_rate_over_the_sliding_window_matches_the_expected_rate():
+    """Fake: Poisson triggers at R = 1000 Hz while armed, 0.1 ms readout per capture (host
+    time not counted), so the expected trigger rate is 1 / (1/R + 0.1 ms + record) ~ 909 Hz.
+    The 2 s window then holds ~1800 triggers; their count fluctuates by at most the Poisson
+    sigma (dead time only makes the intervals more regular): 1/sqrt(1800) = 2.4 %, and
+    the test allows 4 sigma = 9.4 %.  The mean over 2*10^4 triggers: 4/sqrt(2e4) = 2.8 %."""
+    fake, bm = make_bm(rate=1000.0, n_buffers=64, count_host_time=False, rate_window=2.0)
+    snaps = []
+
+    def probe(b):
+        if not snaps and b.event_number[-1] >= 20_000:
+            snaps.append(bm.stats())
+
+    bm.add_obligatory_callback("probe", probe)
+    bm.start(max_events=25_000)
+    assert bm.wait_stopped(T_WAIT)
+    s = bm.stop(timeout=T_WAIT)
+    st = snaps[0]
+    record = 16 * 4e-9
+    expected = 1.0 / (1e-3 + 1e-4 + record)
+    assert st.state == RunState.RUNNING
+    assert st.trigger_rate == pytest.approx(expected, rel=0.094)
+    assert st.event_rate == pytest.approx(st.trigger_rate, rel=1e-3)
+    assert s.mean_trigger_rate == pytest.approx(expected, rel=0.028)
+    assert bm.stats().trigger_rate == 0.0  # not running: no current rate
