@@ -229,6 +229,10 @@ class DaqSession:
             self._settings = (chans, tb, tr, sg)
             return applied
 
+    def resize(self, n_buffers: int) -> None:
+        """Change the number of ring slots (while running: after the ring drained)."""
+        self.bm.resize(n_buffers)
+
     # ------------------------------------------------------------------ consumers
     def attach(self, name: str, fn: Callable[[EventBatch], None], **kw) -> ObligatoryConsumer:
         """Register ``fn(batch)`` as an obligatory callback consumer (see
