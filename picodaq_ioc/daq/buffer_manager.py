@@ -827,8 +827,8 @@ class BufferManager:
                         break
                     continue
                 try:
-                    t_arm = be.clock()
                     be.arm()
+                    t_arm = be.clock()  # after arm(): a backend may add host time at arm()
                     ready = be.wait(WAIT_CHUNK_S)
                     while not ready:
                         if self._cmd is not None or self._stop_req:
