@@ -108,6 +108,9 @@ class PicoDAQIOC(PVGroup):
             if self.analysis_attrs:
                 self._tasks.append(loop.create_task(self._analysis_loop(), name="picodaq-analysis"))
             await self.acq.show_state(ctl.state)
+            upd = self.pvdb.get(self.prefix + "IOC:UPD_TIME")
+            if upd is not None:
+                await upd.write(5.0)  # IOC:UPTIME, IOC:MEM_USED ... every 5 s (caproto default 15 s)
             await self.device.set_status(f"Ready: {ctl.info.model} ({self.backend_name})")
             log.info("IOC ready: %d PVs under %s", len(self.pvdb), self.prefix)
         except Exception as ex:

@@ -79,7 +79,7 @@ def string_pv(name: str, doc: str, *, value: str = "", read_only: bool = True, *
 def long_string_pv(name: str, doc: str, *, value: str = "", max_length: int = 256) -> pvproperty:
     """A long message as a CHAR waveform (areaDetector ``StatusMessage_RBV``; ``caget -S``)."""
     return pvproperty(name=name, value=value, dtype=ChannelType.CHAR, max_length=max_length,
-                      doc=doc, read_only=True, record="waveform", alarm_group=name)
+                      doc=doc, read_only=True, record="waveform", alarm_group=name, string_encoding="utf-8")
 
 
 def waveform_pv(name: str, doc: str, *, max_length: int, dtype: ChannelType = ChannelType.FLOAT,
