@@ -579,3 +579,20 @@ def test_random_control_sequence_loses_nothing_and_never_mixes_generations():
         check_against_truth(rec, fake, t0)
         assert rec.stamped_gen_ok and np.all(np.diff(rec.gens) >= 0)
     assert s.events == s.triggers == s.processed and s.discarded == 0
+
+
+def test_latest_never_returns_an_event_of_an_older_configuration():
+    gate = threading.Event()
+    fake, bm = make_bm(rate=5000.0, n_buffers=8, gate=gate)
+    gate.set()
+    bm.add_obligatory_callback("null", lambda b: None)
+    bm.start()
+    assert bm.wait_processed(100, T_WAIT)
+    gate.clear()  # hold the next capture "in flight"
+    ap = bm.configure(*default_settings(n_samples=16, n_segments=2))  # same shape, new generation
+    assert bm.latest() is None  # the old generation's newest event is not offered any more
+    gate.set()
+    ev = bm.wait_latest(0, timeout=T_WAIT)
+    assert ev.applied is ap and np.all(ev.raw[:, :, 3] == ap.config_generation)
+    s = bm.stop(timeout=T_WAIT)
+    assert s.events == s.triggers

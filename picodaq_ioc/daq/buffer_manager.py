@@ -326,6 +326,7 @@ class BufferManager:
     def _reset_counters(self) -> None:
         self._head = 0
         self._tail = 0
+        self._ring_start = 0  # events before this seq are not (validly) in the ring
         self._triggers = 0
         self._events = 0
         self._discarded = 0
@@ -393,7 +394,7 @@ class BufferManager:
             with self._lock:
                 if n_buffers != self._n:
                     self._alloc(n_buffers, *self._shape)
-                    self._head = self._tail = 0
+                    self._head = self._tail = self._ring_start = 0
                     for c in self._obl:
                         c.next = c.released = 0
 
@@ -410,6 +411,7 @@ class BufferManager:
             self._tail = self._head
         self._applied = applied
         self._channels = channels
+        self._ring_start = self._head  # random consumers never get an event of an older generation
 
     @property
     def applied(self) -> Applied | None:
@@ -559,7 +561,7 @@ class BufferManager:
 
     # ------------------------------------------------------------------ random consumers
     def _copy_latest(self) -> EventBatch | None:
-        if self._head <= 0 or self._applied is None:
+        if self._head <= self._ring_start or self._applied is None:
             return None
         i = (self._head - 1) % self._n
         j = i + 1
@@ -579,7 +581,7 @@ class BufferManager:
         """
         deadline = time.monotonic() + timeout
         with self._lock:
-            while self._head <= after_event:
+            while self._head <= after_event or self._head <= self._ring_start:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._closed:
                     return None
