@@ -54,14 +54,27 @@ class EventBatch:
 class RunStats:
     """A consistent snapshot of the buffer manager's accounting.
 
-    Definitions (all times on the backend clock, seconds):
+    Definitions (all times on the backend clock, seconds; see
+    ``picodaq_ioc.daq.buffer_manager`` for the details):
     - ``run_time``: time in RUNNING since start, pauses excluded.
-    - ``live_time``: time the scope was armed and waiting for a trigger.
-    - ``dead_time = run_time - live_time`` (readout, re-arm, waiting for a free slot).
-    - ``triggers``: segments captured by the scope; ``events``: events delivered to
-      the ring (= triggers - discarded); ``discarded``: captures of an outdated
-      configuration dropped at a reconfiguration.
-    - rates: ``*_rate`` over the last ``rate_window`` s of run time; ``mean_*`` over the run.
+    - ``live_time``: time the scope was armed and waiting for a trigger (sum of
+      ``Capture.live_time_s``, plus the armed time of captures aborted by pause/stop/
+      reconfiguration).
+    - ``dead_time = run_time - live_time`` (readout, re-arm, waiting for a free slot,
+      reconfiguration, reconnection).
+    - ``triggers``: segments read from the scope; ``events``: events delivered to the
+      ring; ``discarded``: segments not delivered: captures of an outdated configuration
+      generation, segments beyond ``max_events`` of the last rapid-block capture, and
+      segments abandoned when ``stop`` timed out on a consumer that never released.
+      ``triggers == events + discarded`` once acquisition has ended.
+    - ``processed``: events released by every obligatory consumer (= ``events`` without any).
+    - rates: ``*_rate`` over the last ``rate_window`` s of run time (0 unless RUNNING);
+      ``mean_*`` over the run.
+    - ``filled``/``fill_level``: events in the ring not yet released by every obligatory
+      consumer.
+    - ``ring_wait_time``: time the acquisition waited for a free slot (host clock; it is
+      part of ``dead_time`` on a paced or host-clock backend, and on the simulator, which
+      adds host time between ``read()`` and ``arm()`` to its clock).
     """
 
     state: RunState
