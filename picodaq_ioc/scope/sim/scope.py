@@ -115,6 +115,16 @@ def _gather(arr: np.ndarray, w0: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
+def _next_valid(excl: np.ndarray) -> np.ndarray:
+    """``out[i]`` = the smallest index >= i that is not excluded (``excl.size`` if none)."""
+    n = excl.size
+    idx = np.where(~excl, np.arange(n), n)
+    out = np.empty(n + 1, dtype=np.int64)
+    out[n] = n
+    out[:n] = np.minimum.accumulate(idx[::-1])[::-1] if n else idx
+    return out
+
+
 @dataclass
 class _Batch:
     """A computed capture waiting for its time to come."""
@@ -792,137 +802,237 @@ class SimScope:
 
     # -- event mode ----------------------------------------------------------------------------
     def _event_batch(self, t_arm: float, nseg: int):
+        """Event mode: dead-time chain over analytic candidates, exact trigger on the codes.
+
+        After rendering, the chain is validated with the actual trigger samples; a candidate
+        that did not fire on the digitised data (noise, pile-up) is excluded and the chain is
+        recomputed from there. Rows whose candidate is unchanged are not rendered again.
+        """
         dt, d, p, post = self._geometry()
         rearm = float(self.sim.rearm_time)
         auto = self._auto
         a = self._applied
         n = a.n_samples
-        out = []
-        s = t_arm
-        k = 0
-        excluded: list[float] = []
+        pre_t = p * dt
+        span = post + rearm
         total_rate = sum(st.rate * len(st.channels) for st in self._trig_streams)
         cap = max(3600.0, 2e7 / total_rate) if total_rate > 0 else 0.0
         t_c = min(self.truth.t_consumed, t_arm)
-        horizon = t_arm + nseg * (post + rearm + p * dt) + (4.0 * nseg + 4.0) / max(total_rate, 1e-300)
+        horizon = t_arm + nseg * (span + pre_t) + (4.0 * nseg + 4.0) / max(total_rate, 1e-300)
         if math.isfinite(auto):
-            horizon = min(horizon, t_arm + nseg * (post + rearm + p * dt + auto))
+            horizon = min(horizon, t_arm + nseg * (span + pre_t + auto))
         if total_rate <= 0:
             horizon = t_arm
-        cands_all = self._candidates(t_c, horizon) if total_rate > 0 else np.empty(0)
-        cands = cands_all[np.searchsorted(cands_all, t_arm):]
-        while k < nseg:
-            m = nseg - k
-            # ---- chain over the candidates, extending the horizon as needed
-            chain = None
-            while chain is None:
-                chain = self._chain(s, m, cands, horizon, p * dt, post + rearm, auto)
-                if chain is None:
-                    span = max(horizon - s, m * (post + rearm + p * dt), 1e-3)
-                    new_h = s + 2 * span + (auto if math.isfinite(auto) else 0.0)
-                    if not math.isfinite(auto) and new_h - t_arm > cap:
-                        # nothing can fire the trigger within reach: wait forever
-                        return self._never(t_arm, nseg, out)
-                    horizon = new_h
-                    cands_all = self._candidates(t_c, horizon)
-                    cands = cands_all[np.searchsorted(cands_all, t_arm):]
-                    if excluded:
-                        cands = cands[~np.isin(cands, np.asarray(excluded))]
-            t_est, is_auto, cidx, s_arr, en_arr = chain
-            r = t_est.size
-            # ---- extended buffers around each trigger
-            c0 = p + MARGIN
-            big = c0 + MARGIN + max(n - a.n_pre + d, 1)
-            u = np.where(is_auto, 0.0, self._rng_misc.random(r))
-            bs = t_est - (c0 + u) * dt
-            if self._quiet():
-                volts = None
-                raw_ext, q_ext = self._constant(r, big)
-            else:
-                volts = self._render(bs, big)
-                raw_ext, q_ext = self._digitise(volts)
-            codes = raw_ext[:, self._tslot, :]
-            lo_col = max(c0 - MARGIN, 1) - 1
-            hi_col = c0 + MARGIN + 1
-            en_idx = np.ceil((en_arr - bs) / dt - 1e-9).astype(np.int64)
-            start = np.maximum(np.maximum(en_idx, c0 - MARGIN), 1) - lo_col
-            stop = np.full(r, hi_col - lo_col)
-            c = np.full(r, c0, dtype=np.int64)
-            trig_rows = np.flatnonzero(~is_auto)
-            if trig_rows.size:
-                sub = codes[trig_rows, lo_col:hi_col]
-                f, _ = find_trigger(sub, self._level, self._hyst, a.trigger.direction,
-                                    np.minimum(start[trig_rows], stop[trig_rows]), stop[trig_rows])
-                c[trig_rows] = np.where(f >= 0, f + lo_col, -1)
-            fail = c < 0
-            cc = np.where(fail, c0, c)
-            t_samp = bs + cc * dt
-            offs = np.where(is_auto, 0.0, time_offset(codes, cc, self._level, dt))
-            # ---- validate the chain with the actual trigger times
-            s_next = t_samp + post + rearm
-            bad = fail.copy()
-            s_act = np.concatenate([[s], s_next[:-1]])  # actual re-arm time of each segment
-            if r > 1:
-                en_act = s_act[1:] + p * dt
-                fa = np.searchsorted(cands, en_act, side="right")
-                has = fa < cands.size
-                nxt = cands[np.minimum(fa, cands.size - 1)] if cands.size else np.full(r - 1, np.inf)
-                nxt = np.where(has, nxt, np.inf)
-                ok_auto = nxt - s_act[1:] > auto
-                ok_trig = (fa == cidx[1:]) & (nxt - s_act[1:] <= auto) & (t_samp[1:] >= en_act - 1e-15)
-                bad[1:] |= ~np.where(is_auto[1:], ok_auto, ok_trig)
-            nb = int(np.argmax(bad)) if bad.any() else r
-            if nb == 0:
-                # the first candidate did not fire on the digitised data: drop it, retry
-                excluded.append(float(cands[cidx[0]]))
-                cands = np.delete(cands, cidx[0])
-                continue
-            w0 = cc[:nb] + d - a.n_pre
-            raw_w = _gather(raw_ext, w0, n)
-            if volts is None:
-                q_w = q_ext[:1, :, :1]
-            elif self.truth.keep or np.any(np.abs(q_ext[:nb]) > self._qmax):
-                q_w = _gather(q_ext, w0, n)
-            else:  # nothing clipped anywhere: the window's codes are the raw codes
-                q_w = np.zeros((1, raw_w.shape[1], 1), np.float32)
-            live = t_samp[:nb] - (s_act[:nb] + p * dt)
-            n_live = int(np.sum(~is_auto[:nb]))
-            out.append((raw_w, q_w, t_samp[:nb], offs[:nb], is_auto[:nb].copy(), live, n_live))
-            k += nb
-            s = float(s_next[nb - 1])
-        self._last_cands = cands_all
-        return self._collect(out, s - rearm, "event")
+        cands = self._candidates(t_c, horizon) if total_rate > 0 else np.empty(0)
+        excl = np.zeros(cands.size, dtype=bool)
 
-    def _chain(self, s0: float, m: int, cands: np.ndarray, horizon: float, pre_t: float,
-               span: float, auto: float):
-        """Non-paralysable dead-time chain over sorted candidates; None if beyond the horizon."""
-        t_est = np.empty(m)
-        is_auto = np.zeros(m, dtype=bool)
-        cidx = np.full(m, -1, dtype=np.int64)
-        s_arr = np.empty(m)
-        en_arr = np.empty(m)
+        def extend(s_from: float, m: int):
+            nonlocal horizon, cands, excl
+            span_h = max(horizon - s_from, m * (span + pre_t), 1e-3)
+            new_h = s_from + 2 * span_h + (auto if math.isfinite(auto) else 0.0)
+            if not math.isfinite(auto) and new_h - t_arm > cap:
+                return False
+            horizon = new_h
+            new = self._candidates(t_c, horizon)  # same prefix: indices stay valid
+            excl = np.concatenate([excl, np.zeros(new.size - cands.size, dtype=bool)])
+            cands = new
+            return True
+
+        def chain(s: float, m: int, sync: dict[int, int] | None):
+            """Up to m segments from re-arm time s; stops early when a candidate of ``sync``
+            (old cidx -> old position) is reached. Returns lists and the synced old position."""
+            while True:
+                res = self._chain(s, m, cands, excl, horizon, pre_t, span, auto, sync)
+                if res is not None:
+                    return res
+                if not extend(s, m):
+                    return None
+
+        # positions 0..nseg-1
+        first = chain(t_arm, nseg, None)
+        if first is None:
+            return self._never(t_arm, nseg, [])
+        t_est, is_auto, cidx, _ = first
+        rows = self._render_event(t_est, is_auto, t_arm, pre_t, span)
+        k = 0
+        s = t_arm
+        while True:
+            raw_ext, q_ext, c, fail, t_samp, offs = rows
+            # ---- validate from position k with the actual re-arm times
+            s_act = np.empty(nseg - k)
+            s_act[0] = s
+            s_act[1:] = t_samp[k:-1] + span
+            en_act = s_act + pre_t
+            bad = fail[k:].copy()
+            if nseg - k > 1 and cands.size:
+                fa = np.searchsorted(cands, en_act[1:], side="right")
+                ne = np.concatenate([[0], np.cumsum(~excl)])  # non-excluded count before index
+                nxt_idx = _next_valid(excl)
+                fav = nxt_idx[np.minimum(fa, cands.size)]
+                has = fav < cands.size
+                nxt = np.where(has, cands[np.minimum(fav, cands.size - 1)], np.inf)
+                ci = cidx[k + 1:]
+                ok_auto = nxt - s_act[1:] > auto
+                ok_trig = ((ci >= fa) & (ne[np.maximum(ci, 0)] - ne[np.minimum(fa, cands.size)] == 0)
+                           & (nxt - s_act[1:] <= auto) & (t_samp[k + 1:] >= en_act[1:] - 1e-15))
+                bad[1:] |= ~np.where(is_auto[k + 1:], ok_auto, ok_trig)
+            elif nseg - k > 1:
+                bad[1:] |= ~is_auto[k + 1:]
+            if not bad.any():
+                break
+            j = k + int(np.argmax(bad))
+            s = float(s_act[j - k])
+            if fail[j]:
+                excl[cidx[j]] = True  # did not fire on the digitised data
+            old = {int(ci): pos for pos, ci in enumerate(cidx[j:], start=j)
+                   if ci >= 0 and not fail[pos] and pos > j}
+            res = chain(s, nseg - j, old)
+            if res is None:
+                return self._never(t_arm, nseg, [])
+            nt, na, nc, q_old = res
+            # new positions: the fresh part, then the old rows from q_old on, then an extension
+            src = np.full(nseg, -1, dtype=np.int64)  # old row reused at each position
+            src[:j] = np.arange(j)
+            L = nt.size
+            new_t = np.empty(nseg)
+            new_a = np.zeros(nseg, dtype=bool)
+            new_c = np.full(nseg, -1, dtype=np.int64)
+            new_t[:j], new_a[:j], new_c[:j] = t_est[:j], is_auto[:j], cidx[:j]
+            end = min(nseg, j + L)
+            new_t[j:end], new_a[j:end], new_c[j:end] = nt[: end - j], na[: end - j], nc[: end - j]
+            pos = end
+            if q_old is not None and pos < nseg:
+                take = min(nseg - pos, nseg - q_old)
+                src[pos:pos + take] = np.arange(q_old, q_old + take)
+                new_t[pos:pos + take] = t_est[q_old:q_old + take]
+                new_a[pos:pos + take] = is_auto[q_old:q_old + take]
+                new_c[pos:pos + take] = cidx[q_old:q_old + take]
+                pos += take
+            if pos < nseg:  # extend the chain after the last known segment
+                last_s = new_t[pos - 1] + span
+                ext = chain(last_s, nseg - pos, None)
+                if ext is None:
+                    return self._never(t_arm, nseg, [])
+                new_t[pos:], new_a[pos:], new_c[pos:] = ext[0], ext[1], ext[2]
+            need = np.flatnonzero(src < 0)
+            # fresh rows need the actual re-arm/enable times: compute them from the neighbours
+            part = self._render_event(new_t[need], new_a[need], None, pre_t, span,
+                                      prev_t=np.where(need > 0, new_t[np.maximum(need - 1, 0)], np.nan),
+                                      s_first=s if j in need else None, first_pos=need, j=j)
+            rows = self._merge_rows(rows, part, src, need)
+            t_est, is_auto, cidx = new_t, new_a, new_c
+            k = j
+        raw_ext, q_ext, c, fail, t_samp, offs = rows
+        w0 = c + d - a.n_pre
+        raw_w = _gather(raw_ext, w0, n)
+        if self.truth.keep or np.any(np.abs(q_ext) > self._qmax):
+            q_w = _gather(q_ext, w0, n)
+        else:  # nothing clipped anywhere: no overflow
+            q_w = np.zeros((1, raw_w.shape[1], 1), np.float32)
+        s_act = np.concatenate([[t_arm], t_samp[:-1] + span])
+        live = t_samp - (s_act + pre_t)
+        # candidates that arrived while the trigger was enabled (the accepted one included)
+        t_hi = np.where(is_auto, t_samp, np.maximum(t_samp, cands[np.maximum(cidx, 0)] if cands.size else t_samp))
+        lo = np.searchsorted(cands, s_act + pre_t, side="right")
+        hi = np.searchsorted(cands, t_hi, side="right")
+        n_live = int(np.sum(np.maximum(hi - lo, 0)))
+        self._last_cands = cands
+        out = [(raw_w, q_w, t_samp, offs, is_auto.copy(), live, n_live)]
+        return self._collect(out, float(t_samp[-1] + post), "event")
+
+    def _render_event(self, t_est, is_auto, s0, pre_t, span, prev_t=None, s_first=None, first_pos=None,
+                      j=None):
+        """Render extended buffers centred on each trigger estimate and find the trigger sample.
+
+        The enable time of a row is its re-arm time (previous trigger + span, or ``s0``/
+        ``s_first`` for the first) plus the pre-trigger fill.
+        """
+        a = self._applied
+        dt, d, p, post = self._geometry()
+        n = a.n_samples
+        r = t_est.size
+        if prev_t is None:
+            s_arr = np.concatenate([[s0], t_est[:-1] + span])
+        else:
+            s_arr = prev_t + span
+            if s_first is not None:
+                s_arr[first_pos == j] = s_first
+        en_arr = s_arr + pre_t
+        c0 = p + MARGIN
+        big = c0 + MARGIN + max(n - a.n_pre + d, 1)
+        u = np.where(is_auto, 0.0, self._rng_misc.random(r))
+        bs = t_est - (c0 + u) * dt
+        volts = self._render(bs, big)
+        raw_ext, q_ext = self._digitise(volts)
+        codes = raw_ext[:, self._tslot, :]
+        lo_col = max(c0 - MARGIN, 1) - 1
+        hi_col = c0 + MARGIN + 1
+        en_idx = np.ceil((en_arr - bs) / dt - 1e-9)
+        en_idx = np.where(np.isfinite(en_idx), en_idx, 0).astype(np.int64)
+        start = np.maximum(np.maximum(en_idx, c0 - MARGIN), 1) - lo_col
+        stop = np.full(r, hi_col - lo_col)
+        c = np.full(r, c0, dtype=np.int64)
+        trig_rows = np.flatnonzero(~is_auto)
+        if trig_rows.size:
+            sub = codes[trig_rows, lo_col:hi_col]
+            f, _ = find_trigger(sub, self._level, self._hyst, a.trigger.direction,
+                                np.minimum(start[trig_rows], stop[trig_rows]), stop[trig_rows])
+            c[trig_rows] = np.where(f >= 0, f + lo_col, -1)
+        fail = c < 0
+        cc = np.where(fail, c0, c)
+        t_samp = bs + cc * dt
+        offs = np.where(is_auto, 0.0, time_offset(codes, cc, self._level, dt))
+        return raw_ext, q_ext, cc, fail, t_samp, offs
+
+    @staticmethod
+    def _merge_rows(rows, part, src, need):
+        out = []
+        for old, new in zip(rows, part, strict=True):
+            shape = (src.size,) + old.shape[1:]
+            arr = np.empty(shape, dtype=old.dtype)
+            keep = src >= 0
+            arr[keep] = old[src[keep]]
+            arr[need] = new
+            out.append(arr)
+        return tuple(out)
+
+    def _chain(self, s0: float, m: int, cands: np.ndarray, excl: np.ndarray, horizon: float,
+               pre_t: float, span: float, auto: float, sync: dict[int, int] | None):
+        """Non-paralysable dead-time chain over sorted candidates (skipping excluded ones).
+
+        Returns ``(t_est, is_auto, cidx, synced_old_position)``, or None when the horizon of
+        the candidates is too short. With ``sync``, stops after the first segment whose
+        candidate is in ``sync`` (the old chain continues identically from there).
+        """
+        t_est = []
+        is_auto = []
+        cidx = []
         nc = cands.size
         s = s0
         i = int(np.searchsorted(cands, s0 + pre_t, side="right"))
-        cl = cands  # local
-        for j in range(m):
+        for _ in range(m):
             en = s + pre_t
-            if i < nc and cl[i] <= en:
-                i = int(np.searchsorted(cl, en, side="right"))
-            if i < nc and cl[i] - s <= auto:
-                t = float(cl[i])
-                cidx[j] = i
+            if i < nc and cands[i] <= en:
+                i = int(np.searchsorted(cands, en, side="right"))
+            while i < nc and excl[i]:
                 i += 1
-            elif (i < nc) or (s + auto <= horizon):
+            if i < nc and cands[i] - s <= auto:
+                if sync is not None and i in sync:
+                    return (np.asarray(t_est), np.asarray(is_auto, dtype=bool),
+                            np.asarray(cidx, dtype=np.int64), sync[i])
+                t = float(cands[i])
+                cidx.append(i)
+                is_auto.append(False)
+                i += 1
+            elif i < nc or s + auto <= horizon:
                 t = max(s + auto, en)
-                is_auto[j] = True
+                cidx.append(-1)
+                is_auto.append(True)
             else:
                 return None
-            t_est[j] = t
-            s_arr[j] = s
-            en_arr[j] = en
+            t_est.append(t)
             s = t + span
-        return t_est, is_auto, cidx, s_arr, en_arr
+        return np.asarray(t_est), np.asarray(is_auto, dtype=bool), np.asarray(cidx, dtype=np.int64), None
 
     def _never(self, t_arm: float, nseg: int, out: list):
         a = self._applied
