@@ -596,3 +596,21 @@ def test_latest_never_returns_an_event_of_an_older_configuration():
     assert ev.applied is ap and np.all(ev.raw[:, :, 3] == ap.config_generation)
     s = bm.stop(timeout=T_WAIT)
     assert s.events == s.triggers
+
+
+def test_stop_with_a_consumer_that_never_releases_ends_within_the_timeout(caplog):
+    fake, bm = make_bm(rate=5000.0, n_buffers=4)
+    stuck = bm.add_obligatory("stuck")  # registered, never pulls
+    bm.start()
+    deadline = time.monotonic() + T_WAIT
+    while bm.stats().filled < 4:  # poll a condition with a deadline: the ring is full
+        assert time.monotonic() < deadline
+        bm.wait_latest(bm.stats().events, timeout=0.05)
+    t = time.monotonic()
+    with caplog.at_level(logging.WARNING):
+        s = bm.stop(timeout=0.3)
+    assert time.monotonic() - t < 0.3 + 2.0
+    assert "stuck" in caplog.text
+    assert s.events == 4 and s.processed == 0
+    assert s.triggers == s.events + s.discarded and s.discarded == 1  # the capture that found no slot
+    assert stuck.get(max_events=10, timeout=1.0) is not None  # its events are still there to read

@@ -284,6 +284,7 @@ class BufferManager:
         self._closed = False
         self._abandon = False
         self._stop_req = False
+        self._stop_deadline: float | None = None
         self._run_id = 0
         self._drain_timeout = 10.0
         self._summary: RunSummary | None = None
@@ -616,6 +617,7 @@ class BufferManager:
                 self._summary = None
                 self._abandon = False
                 self._stop_req = False
+                self._stop_deadline = None
                 self._cmd = None
                 self._samples.append((0.0, 0, 0))
                 self._acquiring = True
@@ -659,7 +661,7 @@ class BufferManager:
         with self._ctl_mutex:
             self._drain_timeout = float(timeout)
             if self._acq_thread_alive():
-                self._request_stop_async()
+                self._request_stop_async(float(timeout))
                 self._thread.join(timeout + 5.0)
                 if self._thread.is_alive():  # consumers never released: give up the rest
                     with self._lock:
@@ -669,11 +671,16 @@ class BufferManager:
                     self._thread.join(5.0)
             return self._summary
 
-    def _request_stop_async(self) -> None:
-        """Ask the acquisition thread to end the run (from a consumer thread)."""
+    def _request_stop_async(self, timeout: float | None = None) -> None:
+        """Ask the acquisition thread to end the run; consumers get ``timeout`` s (default
+        the last ``stop`` timeout) to release the remaining events."""
         with self._lock:
+            if not self._stop_req or timeout is not None:
+                self._stop_deadline = time.monotonic() + (self._drain_timeout if timeout is None
+                                                           else timeout)
             self._stop_req = True
             self._ctl_cv.notify_all()
+            self._space_cv.notify_all()
 
     def wait_processed(self, n_events: int, timeout: float | None = None) -> bool:
         """Block until ``n_events`` events were released by every obligatory consumer
@@ -965,9 +972,18 @@ class BufferManager:
                 free = self._n - (self._head - self._tail) if self._obl else self._n
                 if free > 0 or self._abandon or self._closed:
                     break
+                remaining = None
+                if self._stop_req:  # stop(): wait for the consumers only until its deadline
+                    remaining = self._stop_deadline - time.monotonic()
+                    if remaining <= 0:
+                        holders = [c.name for c in self._obl if c.released <= self._tail]
+                        logger.warning("stop: consumers %s do not release slots; the rest of the "
+                                       "capture is discarded", holders)
+                        self._abandon = True
+                        break
                 self._space_waiters += 1
                 try:
-                    self._space_cv.wait()
+                    self._space_cv.wait(remaining)
                 finally:
                     self._space_waiters -= 1
             self._ring_wait += time.perf_counter() - t
@@ -1097,8 +1113,9 @@ class BufferManager:
         if pending is not None and not pending.done:
             self._ack(pending, error=RuntimeError(f"{pending.kind}: the run ended"))
         # let the consumers drain (bounded by the stop() timeout)
-        deadline = time.monotonic() + self._drain_timeout
         with self._lock:
+            deadline = self._stop_deadline if self._stop_deadline is not None else (
+                time.monotonic() + self._drain_timeout)
             while self._obl and self._tail < self._head and not self._abandon and not self._closed:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
