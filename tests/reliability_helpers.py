@@ -150,48 +150,73 @@ def python_argv(*args: str) -> list[str]:
     return [sys.executable, "-u", *args]
 
 
-class StalledClient:
-    """A raw Channel Access client that subscribes to PVs and then never reads.
+class RawSubscriber:
+    """A raw Channel Access client that subscribes to PVs on one TCP connection.
 
-    Its receive buffer is made small, so the TCP window to the IOC fills within a few updates
-    and the IOC's sends to this circuit block. ``backlog()`` is the number of bytes waiting
-    unread in our socket (FIONREAD).
+    ``count_updates`` reads monitor updates; a *stalled* client (see :class:`StalledClient`)
+    simply never reads again. ``backlog()`` is the number of bytes waiting unread in our socket.
     """
 
-    def __init__(self, port: int, pvnames: Sequence[str], rcvbuf: int = 4096, timeout: float = 10.0) -> None:
+    def __init__(self, port: int, pvnames: Sequence[str], rcvbuf: int | None = None, timeout: float = 10.0,
+                 user: str = "raw") -> None:
         import caproto as ca
         from caproto._commands import read_from_bytestream
 
+        self._ca = ca
+        self._read = read_from_bytestream
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        if rcvbuf:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.settimeout(timeout)
         self.sock.connect(("127.0.0.1", port))
-        out = [ca.VersionRequest(priority=0, version=13), ca.HostNameRequest("stalled"),
-               ca.ClientNameRequest("stalled")]
+        out = [ca.VersionRequest(priority=0, version=13), ca.HostNameRequest("rawclient"),
+               ca.ClientNameRequest(user)]
         out += [ca.CreateChanRequest(name=n, cid=i, version=13) for i, n in enumerate(pvnames)]
         self.sock.sendall(b"".join(bytes(m) for m in out))
         created: dict[int, Any] = {}
-        buf = bytearray()
+        self.buf = bytearray()
         deadline = time.monotonic() + timeout
         while len(created) < len(pvnames):
             if time.monotonic() > deadline:
-                raise AssertionError(f"stalled client: channels not created: {pvnames}")
-            buf += self.sock.recv(65536)
-            while True:
-                rest, cmd, _need = read_from_bytestream(buf, ca.SERVER)
-                buf = bytearray(rest)
-                if cmd is ca.NEED_DATA:
-                    break
+                raise AssertionError(f"raw client: channels not created: {pvnames}")
+            for cmd in self._messages():
                 if isinstance(cmd, ca.CreateChanResponse):
                     created[cmd.cid] = cmd
                 elif isinstance(cmd, ca.CreateChFailResponse):
-                    raise AssertionError(f"stalled client: no such PV {pvnames[cmd.cid]}")
+                    raise AssertionError(f"raw client: no such PV {pvnames[cmd.cid]}")
         subs = [ca.EventAddRequest(data_type=r.data_type, data_count=r.data_count, sid=r.sid,
                                    subscriptionid=cid, low=0.0, high=0.0, to=0.0,
                                    mask=int(ca.SubscriptionType.DBE_VALUE | ca.SubscriptionType.DBE_ALARM))
                 for cid, r in sorted(created.items())]
         self.sock.sendall(b"".join(bytes(m) for m in subs))
-        # from now on we never read again
+        self.updates: dict[int, int] = dict.fromkeys(created, 0)
+
+    def _messages(self) -> list:
+        self.buf += self.sock.recv(1 << 20)
+        out = []
+        while True:
+            rest, cmd, _need = self._read(self.buf, self._ca.SERVER)
+            self.buf = bytearray(rest)
+            if cmd is self._ca.NEED_DATA:
+                return out
+            out.append(cmd)
+
+    def count_updates(self, min_each: int, timeout: float) -> dict[int, int]:
+        """Read until every subscription got ``min_each`` updates (AssertionError on timeout)."""
+        deadline = time.monotonic() + timeout
+        while min(self.updates.values()) < min_each:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"raw client: too few updates {self.updates} (wanted {min_each} each)")
+            self.sock.settimeout(left)
+            try:
+                msgs = self._messages()
+            except TimeoutError:
+                continue
+            for cmd in msgs:
+                if isinstance(cmd, self._ca.EventAddResponse):
+                    self.updates[cmd.subscriptionid] += 1
+        return dict(self.updates)
 
     def backlog(self) -> int:
         import array
@@ -202,15 +227,26 @@ class StalledClient:
         fcntl.ioctl(self.sock.fileno(), termios.FIONREAD, buf, True)
         return int(buf[0])
 
-    def close(self) -> None:
+    def close(self, abrupt: bool = False) -> None:
         with contextlib.suppress(OSError):
+            if abrupt:  # RST instead of FIN, like a killed client
+                import struct
+
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.sock.close()
 
-    def __enter__(self) -> StalledClient:
+    def __enter__(self) -> RawSubscriber:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class StalledClient(RawSubscriber):
+    """Subscribes with a tiny receive buffer and then never reads: its TCP window fills."""
+
+    def __init__(self, port: int, pvnames: Sequence[str], rcvbuf: int = 4096, timeout: float = 10.0) -> None:
+        super().__init__(port, pvnames, rcvbuf=rcvbuf, timeout=timeout, user="stalled")
 
 
 class BlockingCA:
@@ -305,6 +341,13 @@ class BlockingCA:
             return bytes(data).split(b"\0", 1)[0].decode("utf-8", "replace")
         return data[0].item() if len(data) == 1 else data
 
+    def severity(self, name: str) -> int:
+        """Alarm severity of ``name`` (0 none, 1 minor, 2 major, 3 invalid)."""
+        ca = self.ca
+        chan = self.channel(name)
+        resp = self.get(name, data_type=ca.field_types["time"][chan.native_data_type])
+        return int(resp.metadata.severity)
+
     def put(self, name: str, data: Any, data_type: Any = None, notify: bool = True,
             timeout: float | None = None) -> tuple[bool, str]:
         """Write; with ``notify`` wait for the IOC's answer. Returns ``(accepted, message)``."""
@@ -347,3 +390,21 @@ class BlockingCA:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def connect_when_ready(port: int, pvname: str, proc: Proc | None = None, timeout: float = 60.0,
+                       **kw: Any) -> BlockingCA:
+    """A :class:`BlockingCA` connected to ``pvname`` once the IOC on ``port`` serves it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc is not None and proc.p.poll() is not None:
+            raise AssertionError(f"IOC exited with {proc.p.returncode}:\n{proc.out.text()[-5000:]}")
+        try:
+            c = BlockingCA(port, **kw)
+            c.connect(pvname)
+            return c
+        except (OSError, TimeoutError):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"IOC on port {port} not serving {pvname} after {timeout} s"
+                                     + (f":\n{proc.out.text()[-5000:]}" if proc else "")) from None
+            time.sleep(0.1)
