@@ -845,11 +845,12 @@ class BufferManager:
                         ready = be.wait(WAIT_CHUNK_S)
                     if not ready:  # a command arrived while armed: abort the capture
                         be.stop()
+                        armed = be.clock() - t_arm
                         with self._lock:
-                            self._live += be.clock() - t_arm
+                            self._live += armed
                         continue
                     cap = be.read()
-                except (Busy, Timeout) as exc:
+                except (Busy, Timeout) as exc:  # the capture (if any) is abandoned and re-armed
                     self.n_retries += 1
                     logger.warning("backend %s, retrying: %s", type(exc).__name__, exc)
                     self._interruptible_wait(0.01)
@@ -1103,8 +1104,9 @@ class BufferManager:
             be.stop()
         except Exception as exc:  # the device may be gone
             logger.info("backend.stop() at end of run failed: %s", exc)
+        t_end = self._t_pause if self._t_pause is not None else be.clock()
         with self._lock:
-            self._t_end = self._t_pause if self._t_pause is not None else be.clock()
+            self._t_end = t_end
             self._acquiring = False
             self._state = end_state
             self._data_cv.notify_all()
