@@ -66,6 +66,18 @@ adds host time between ``read()`` and ``arm()`` to its dead time.
 * Event times (``EventBatch.t_trigger``) are backend-clock seconds since the start of
   the run, pauses included (like picoDAQ's ``timeStamp``).
 
+Backend errors
+--------------
+* ``Busy`` / ``Timeout``: counted in ``n_retries``; the capture (if any) is abandoned and
+  the scope re-armed after a 10 ms back-off (a condition wait, interruptible).
+* ``DeviceDisconnected``: ``last_error`` is set, then ``close(); open(serial);
+  configure(<last configuration>)`` is retried with exponential back-off (0.1 s doubling up to 5 s,
+  condition waits interruptible by ``stop``); on success the ring is drained, the new
+  generation installed, ``n_reconnects`` incremented and counting continues.  The time
+  spent is run time (dead).
+* Anything else: state ERROR, ``last_error`` holds the message; consumers drain and
+  ``get`` returns None; ``stop`` returns the summary; ``start`` may be called again.
+
 Choices
 -------
 * ``start(max_events=N)`` delivers exactly ``N`` events: if the last rapid-block capture
@@ -76,6 +88,14 @@ Choices
 * ``configure`` (and re-configuration after a reconnect) waits until every obligatory
   consumer released every event of the old generation before the backend is
   reconfigured, so batches never mix generations and the ring may be re-allocated.
+  Random consumers (``latest``) never get an event of an older generation either.
+* ``stop(timeout)`` gives the obligatory consumers ``timeout`` seconds in total to release
+  what is in the ring; a consumer that does not is named in the log, and segments that
+  found no free slot by then are counted in ``discarded``.
+* Control calls that wait for the acquisition thread (``pause``, ``resume``,
+  ``configure``/``resize`` while running) raise ``RuntimeError`` when called from an
+  obligatory callback (the acquisition may be waiting for that very consumer); ``stop``
+  from a callback only requests the stop.
 """
 
 from __future__ import annotations
