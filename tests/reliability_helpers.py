@@ -266,6 +266,7 @@ class BlockingCA:
         self.circuit = ca.VirtualCircuit(our_role=ca.CLIENT, address=("127.0.0.1", port), priority=0)
         self.circuit.our_address = self.sock.getsockname()
         self.chans: dict[str, Any] = {}
+        self.stray_errors: list = []
         self._send(ca.VersionRequest(priority=0, version=13), ca.HostNameRequest(host),
                    ca.ClientNameRequest(user))
 
@@ -281,7 +282,8 @@ class BlockingCA:
             self.circuit.process_command(c)
         return cmds
 
-    def _wait(self, match: Callable[[Any], bool], what: str, timeout: float | None = None) -> Any:
+    def _wait(self, match: Callable[[Any], bool], what: str, timeout: float | None = None,
+              ioid: int | None = None) -> Any:
         deadline = time.monotonic() + (timeout or self.timeout)
         while True:
             if time.monotonic() > deadline:
@@ -292,7 +294,11 @@ class BlockingCA:
             except TimeoutError:
                 continue
             for c in cmds:
-                if isinstance(c, self.ca.ErrorResponse) or match(c):
+                if isinstance(c, self.ca.ErrorResponse):
+                    if ioid is not None and c.original_request.parameter2 == ioid:
+                        return c
+                    self.stray_errors.append(c)  # answer to an earlier request without notify
+                elif match(c):
                     return c
 
     def connect(self, *names: str) -> None:
@@ -323,7 +329,7 @@ class BlockingCA:
         req = chan.read(data_type=data_type, notify=True)
         self._send(req)
         resp = self._wait(lambda c: isinstance(c, self.ca.ReadNotifyResponse) and c.ioid == req.ioid,
-                          f"read {name}")
+                          f"read {name}", ioid=req.ioid)
         if isinstance(resp, self.ca.ErrorResponse):
             raise RuntimeError(f"read {name} refused: {resp.error_message!r}")
         return resp
@@ -371,7 +377,7 @@ class BlockingCA:
         if not notify:
             return True, "sent"
         resp = self._wait(lambda c: isinstance(c, ca.WriteNotifyResponse) and c.ioid == req.ioid,
-                          f"put {name}", timeout)
+                          f"put {name}", timeout, ioid=req.ioid)
         if isinstance(resp, ca.ErrorResponse):
             msg = resp.error_message
             if isinstance(msg, (bytes, bytearray)):
