@@ -44,7 +44,7 @@ def test_block_mode_rate_intervals_and_dead_time():
                 seed=101, readout_overhead=1e-3)
     ap = sc.configure({"A": ChannelConfig(range_v=0.2)}, TimebaseConfig(4e-9, 200, 0.1, 1),
                       TriggerConfig(source="A", threshold_v=-0.03, direction=Direction.FALLING))
-    caps = _run(sc, 8000)
+    caps = _run(sc, 5000)
     t_samp = np.array([c.t_trigger[0] for c in caps])
     t_exact = t_samp + np.array([c.trigger_time_offset_s[0] for c in caps])
     # Non-paralysable dead time per trigger: rest of the window after the trigger sample, the
@@ -216,3 +216,34 @@ def test_coincident_panels_with_delays():
     lag_c = pos[2] - pos[0]
     assert np.all((lag_b >= 2) & (lag_b <= 4)) and np.all((lag_c >= 4) & (lag_c <= 6))
     assert np.all(pos[0] == ap.n_pre)
+
+
+def test_sipm_high_threshold_explicit_and_windowed_parts():
+    # Trigger at 2.5 p.e.: only n >= 3 dark counts are generated on the timeline (they can
+    # fire the trigger); n < 3 are generated inside the sample windows. Both parts must add up
+    # to the full dark-count process.
+    lam, p_ct, a1 = 2e5, 0.2, -0.01
+    src = SourceSection(kind="sipm", channels=["A"], rate=lam, amplitude=a1, crosstalk=p_ct, gain_spread=0.05,
+                        rise=1e-9, flat=4e-9, fall=20e-9)
+    sc = _scope([src], seed=707, noise=0.3e-3)
+    ap = sc.configure({"A": ChannelConfig(range_v=0.1)}, TimebaseConfig(2e-9, 1000, 0.8, 500),
+                      TriggerConfig(source="A", threshold_v=-0.025, direction=Direction.FALLING))
+    assert not sc._scan and sc.streams[0].n_lo >= 2
+    caps = _run(sc, 10)
+    v = np.concatenate([ap.to_volts("A", c.raw[:, 0], dtype=np.float64) for c in caps])
+    n_pre = ap.n_pre
+    npe = np.rint(-v[:, n_pre: n_pre + 3].min(axis=1) / -a1).astype(int)
+    n = npe.size
+    assert npe.min() >= 3  # every trigger is a pulse of at least 3 cells
+    # geometric tail: P(n >= 4 | n >= 3) = p; binomial sigma sqrt(p(1-p)/n) with n = 5000; 4 sigma
+    assert abs(np.mean(npe >= 4) - p_ct) < 4 * np.sqrt(p_ct * (1 - p_ct) / n)
+    # all dark counts (any n) in the pre-trigger samples: leading edges through 0.5 p.e.
+    # Expected lam * (pre-trigger time); Poisson, 4 sigma. The first 20 samples are skipped so
+    # that an edge needs no sample before the window.
+    pre = v[:, 20: n_pre - 10]
+    lc = 0.5 * a1
+    edges = int(np.sum((pre[:, 1:] <= lc) & (pre[:, :-1] > lc)))
+    expect = lam * (pre.shape[1] - 1) * ap.sample_interval_s * n
+    # pile-up within one pulse (~25 ns, lam*25ns = 0.5 %) merges edges: allowed for below
+    assert expect > 1000
+    assert abs(edges - expect * (1 - lam * 25e-9)) < 4 * np.sqrt(expect) + lam * 25e-9 * expect

@@ -50,22 +50,42 @@ def add_pulses(buf: np.ndarray, t_start: np.ndarray, dt: float, stream: PulseStr
     idx, seg, slot = idx[ok], seg[ok], slot[ok]
     if idx.size == 0:
         return 0
-    t_rel = stream.t[idx] - t_start[seg]
-    amp = stream.amp[idx]
+    _add(buf, stream.t[idx] - t_start[seg], stream.amp[idx], seg, slot, shape, dt)
+    return int(idx.size)
+
+
+def add_pulse_rows(buf: np.ndarray, t_start: np.ndarray, dt: float, row: np.ndarray, t: np.ndarray,
+                   amp: np.ndarray, ch: np.ndarray, shape, slot_of_channel: np.ndarray) -> int:
+    """Add pulses given per window row (``row[i]`` is the segment of pulse i)."""
+    if t.size == 0:
+        return 0
+    slot = slot_of_channel[ch]
+    ok = slot >= 0
+    if not ok.any():
+        return 0
+    row, t, amp, slot = row[ok], t[ok], amp[ok], slot[ok]
+    _add(buf, t - t_start[row], amp, row, slot, shape, dt)
+    return int(t.size)
+
+
+def _add(buf: np.ndarray, t_rel: np.ndarray, amp: np.ndarray, seg: np.ndarray, slot: np.ndarray,
+         shape, dt: float) -> None:
+    """Accumulate pulse shapes (vectorised over pulses and their samples) into ``buf``."""
+    s, c, length = buf.shape
+    dur = shape.duration
     i0 = np.maximum(np.ceil(t_rel / dt), 0).astype(np.int64)
     k = int(min(length, np.ceil(dur / dt) + 2))
     flat = buf.reshape(-1)
     base = (seg * c + slot) * length
     step = max(1, _MAX_GRID // max(k, 1))
     kk = np.arange(k)
-    for a in range(0, idx.size, step):
-        b = min(idx.size, a + step)
+    for a in range(0, t_rel.size, step):
+        b = min(t_rel.size, a + step)
         ii = i0[a:b, None] + kk[None, :]
         tau = ii * dt - t_rel[a:b, None]
         val = amp[a:b, None] * shape(tau)
         m = ii < length
         np.add.at(flat, (base[a:b, None] + ii)[m], val[m].astype(flat.dtype))
-    return int(idx.size)
 
 
 def add_noise(buf: np.ndarray, rms: Sequence[float], rng: np.random.Generator) -> None:
@@ -105,4 +125,4 @@ def digitise(volts: np.ndarray, offset_v: np.ndarray, range_v: np.ndarray, max_a
     return raw.astype(np.int16), q
 
 
-__all__ = ["add_noise", "add_pulses", "digitise"]
+__all__ = ["add_noise", "add_pulse_rows", "add_pulses", "digitise"]

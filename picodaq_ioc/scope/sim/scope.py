@@ -13,7 +13,7 @@ Trigger modes
   the sorted candidates applies the dead time (re-arm, pre-trigger fill, window), and the
   exact trigger sample is then found on the digitised data around each candidate.
 * *scan mode* (the baseline itself can reach the level: signal generator on the trigger
-  channel, noise within 6 sigma of the level, or a level trigger already satisfied): the
+  channel, noise within 7 sigma of the level, or a level trigger already satisfied): the
   trigger channel is rendered and scanned chunk by chunk from the moment the trigger is
   enabled.
 """
@@ -43,7 +43,7 @@ from ..types import (
     TimebaseConfig,
     TriggerConfig,
 )
-from .render import add_noise, add_pulses, digitise
+from .render import add_noise, add_pulse_rows, add_pulses, digitise
 from .siggen import SigGen
 from .sources import PulseStream, make_stream
 from .trigger import candidate_times, find_trigger, time_offset
@@ -480,7 +480,8 @@ class SimScope:
             hyst_v = self._hyst * rng_v / a.max_adc
             self._hyst_v = hyst_v
             sigma = float(self._rms[self._tslot])
-            band = 6.0 * sigma + hyst_v + rng_v / a.max_adc * self._step
+            # noise alone reaches the level with P < 1e-12 per sample beyond 7 sigma (+1/2 LSB rounding)
+            band = 7.0 * sigma + 0.5 * rng_v / a.max_adc * self._step
             base = 0.0
             sg_on_trig = self._siggen.active and self._tslot in self._sg_slots
             lvl = tr.threshold_v
@@ -494,14 +495,44 @@ class SimScope:
                 scan = True
             self._base = base
             self._scan = scan
-            self._trig_streams = [s for s in self.streams if self._tch in s.channels]
         else:
             self._scan = False
-            self._trig_streams = []
+        self._set_splits()
+        self._trig_streams = [s for s in self.streams if self._trig_on and not self._scan
+                              and self._tch in s.channels and s.rate > 0]
         self._dur_max = max((s.shape.duration for s in self.streams), default=0.0)
         self._quiet_flag = self._quiet()
         vol = np.zeros((1, len(self._enabled), 1), dtype=np.float32)
         self._const = digitise(vol, self._offset, self._range, a.max_adc, a.resolution_bits)
+
+    def _set_splits(self) -> None:
+        """Generate explicitly (on the timeline) only pulses that can fire the trigger.
+
+        In event mode those are the pulses on the trigger channel big enough to reach the
+        level; everything else is generated per sample window (a Poisson process thinned by
+        an independent mark splits into independent Poisson processes). Geiger tubes (not
+        Poisson: tube dead time) are always explicit.
+        """
+        event = self._trig_on and not self._scan
+        tr = self._applied.trigger
+        for st in self.streams:
+            on = event and self._tch in st.channels
+            if st.kind == "muon":
+                st.set_split(on, self._t)
+            elif st.kind == "sipm":
+                n_lo = None
+                if on:
+                    a0 = float(st.src.amplitude)
+                    probe = candidate_times(np.zeros(1), np.array([a0 * 1e3]), st.shape, tr.threshold_v,
+                                            self._hyst_v, self._base, tr.direction)
+                    if np.isfinite(probe[0]):
+                        need = abs(tr.threshold_v - self._base)
+                        g = float(st.src.gain_spread)
+                        for k in range(1, 201):
+                            if abs(a0) * (k + 5.0 * g * math.sqrt(k)) >= need:
+                                n_lo = k
+                                break
+                st.set_split(n_lo, self._t)
 
     # ------------------------------------------------------------------ acquisition
     def _cancel(self) -> None:
@@ -616,6 +647,9 @@ class SimScope:
             return
         for s in self.streams:
             n = s.count_primaries(a, z)
+            if s.window_rate > 0:  # the windowed part exists only statistically between windows
+                n += int(s.rng.poisson(s.window_rate * max(1, len(s.channels) if s.kind == "sipm" else 1)
+                                       * (z - a)))
             if s.kind == "geiger":
                 n += s.n_primaries_extra
                 s.n_primaries_extra = 0
@@ -759,9 +793,14 @@ class SimScope:
         slot_map = np.full(len(CHANNEL_NAMES), -1, dtype=np.int64)
         for j, sl in enumerate(slots):
             slot_map[CHANNEL_NAMES.index(self._enabled[sl])] = j
+        span = length * dt
         for s in self.streams:
-            s.ensure(float(t0.max()) + length * dt)
-            add_pulses(buf, t0, dt, s, slot_map)
+            if s.rate > 0 or s.t.size:
+                s.ensure(float(t0.max()) + span)
+                add_pulses(buf, t0, dt, s, slot_map)
+            if s.window_rate > 0:
+                row, t, amp, ch = s.window_records(t0, span)
+                add_pulse_rows(buf, t0, dt, row, t, amp, ch, s.shape, slot_map)
         if self._siggen.active:
             for j, sl in enumerate(slots):
                 if sl in self._sg_slots:

@@ -77,11 +77,42 @@ class PulseStream:
         self.gen_until = 0.0
         self.n_primaries_extra = 0  # true primaries that made no record (e.g. Geiger dead time)
         self.decay_delays: list[np.ndarray] = []
+        self.explicit_fraction = 1.0  # share of the primaries generated on the timeline
 
-    # -- generation ------------------------------------------------------------------------
+    # -- explicit / windowed split -----------------------------------------------------------
     @property
     def rate(self) -> float:
-        return float(self.src.rate)
+        """Primary rate (Hz) of the explicit, time-ordered part of the stream."""
+        return float(self.src.rate) * self.explicit_fraction
+
+    @property
+    def window_rate(self) -> float:
+        """Primary rate (Hz) of the part generated only inside sample windows."""
+        return float(self.src.rate) * (1.0 - self.explicit_fraction)
+
+    def _set_fraction(self, frac: float, t_now: float) -> None:
+        if frac != self.explicit_fraction:
+            self.reset_future(t_now)
+            self.explicit_fraction = frac
+
+    def reset_future(self, t_now: float) -> None:
+        """Forget generated records at and after ``t_now`` (a Poisson process is memoryless)."""
+        k = int(np.searchsorted(self.t, t_now))
+        self.t, self.amp, self.ch, self.aux = self.t[:k], self.amp[:k], self.ch[:k], self.aux[:k]
+        self.prim_t = self.prim_t[: int(np.searchsorted(self.prim_t, t_now))]
+        self.gen_until = min(self.gen_until, t_now)
+
+    def set_split(self, *args, **kwargs) -> None:
+        """Choose the explicit/windowed split for a trigger setting (default: all explicit)."""
+
+    def window_records(self, t0: np.ndarray, span: float):
+        """Pulses of the windowed part in ``[t0[j] - duration, t0[j] + span)`` for every row j.
+
+        Returns ``(row, t, amp, ch)``. Windows are generated independently (exact for a
+        Poisson process when the windows, extended by the pulse duration, do not overlap).
+        """
+        e = np.empty(0)
+        return np.empty(0, np.int64), e, e, np.empty(0, np.int16)
 
     @property
     def guard(self) -> float:
@@ -120,6 +151,13 @@ class PulseStream:
     def _poisson_times(self, a: float, b: float, rate: float) -> np.ndarray:
         n = self.rng.poisson(rate * (b - a))
         return a + np.sort(self.rng.random(n)) * (b - a)
+
+    def _window_times(self, t0: np.ndarray, lo: float, span: float, rate: float):
+        """Poisson times in ``[t0 - lo, t0 + span)`` per row: ``(row, t)``."""
+        n = self.rng.poisson(rate * (span + lo), t0.size)
+        row = np.repeat(np.arange(t0.size), n)
+        t = t0[row] - lo + self.rng.random(row.size) * (span + lo)
+        return row, t
 
     def _generate(self, a: float, b: float):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -167,12 +205,19 @@ class MuonStream(PulseStream):
     def guard(self) -> float:
         return float(max(0.0, -self.delays.min(initial=0.0)) + 8.0 * self.src.jitter)
 
-    def _generate(self, a: float, b: float):
-        p = self._poisson_times(a, b, self.rate)
+    def set_split(self, on_trigger: bool, t_now: float) -> None:
+        """Explicit when the muons can trigger; windowed (cheap) otherwise."""
+        if self.src.decay_fraction > 0 and not on_trigger and self.src.lifetime > 1e-3:
+            on_trigger = True  # very long "lifetimes": windows would need a huge look-back
+        self._set_fraction(1.0 if on_trigger else 0.0, t_now)
+
+    def _records(self, p: np.ndarray, truth: bool = True):
+        """Pulse records of primaries ``p``: ``(t, amp, ch, aux, primary_index)``."""
         n = p.size
         nc = len(self.channels)
-        ts, amps, chs, auxs = [], [], [], []
+        ts, amps, chs, auxs, src = [], [], [], [], []
         jit = self.src.jitter
+        idx = np.arange(n)
         for j, c in enumerate(self.channels):
             t = p + self.delays[j]
             if jit > 0:
@@ -181,21 +226,42 @@ class MuonStream(PulseStream):
             amps.append(self._amplitudes(n, self.src.amplitude))
             chs.append(np.full(n, c, dtype=np.int16))
             auxs.append(np.zeros(n, dtype=np.int32))
+            src.append(idx)
         f = float(self.src.decay_fraction)
         if f > 0 and n:
             m = self.rng.random(n) < f
             nd = int(m.sum())
             delay = self.rng.exponential(self.src.lifetime, nd)
-            self.decay_delays.append(delay)
+            if truth:
+                self.decay_delays.append(delay)
             for j in range(nc):
                 ts.append(ts[j][m] + delay)
                 amps.append(self._amplitudes(nd, self.src.amplitude))
                 chs.append(np.full(nd, self.channels[j], dtype=np.int16))
                 auxs.append(np.ones(nd, dtype=np.int32))
+                src.append(idx[m])
         t = np.concatenate(ts)
         order = np.argsort(t, kind="stable")
         return (t[order], np.concatenate(amps)[order], np.concatenate(chs)[order],
-                np.concatenate(auxs)[order], p)
+                np.concatenate(auxs)[order], np.concatenate(src)[order])
+
+    def _generate(self, a: float, b: float):
+        p = self._poisson_times(a, b, self.rate)
+        t, amp, ch, aux, _ = self._records(p)
+        return t, amp, ch, aux, p
+
+    def window_records(self, t0: np.ndarray, span: float):
+        if self.window_rate <= 0 or t0.size == 0:
+            return super().window_records(t0, span)
+        dur = self.shape.duration
+        lo = dur + max(0.0, float(self.delays.max(initial=0.0))) + 8.0 * self.src.jitter
+        if self.src.decay_fraction > 0:
+            lo += 12.0 * self.src.lifetime
+        prow, p = self._window_times(t0, lo, span, self.window_rate)
+        t, amp, ch, _, k = self._records(p, truth=False)
+        row = prow[k]
+        keep = (t >= t0[row] - dur) & (t < t0[row] + span)
+        return row[keep], t[keep], amp[keep], ch[keep]
 
 
 class SiPMStream(PulseStream):
@@ -207,6 +273,28 @@ class SiPMStream(PulseStream):
     def __init__(self, src: SourceSection, rng: np.random.Generator, index: int):
         super().__init__(src, rng, index)
         self.shape = PulseShape(src.rise, src.flat, src.fall, exp_tail=True)
+        self.n_lo = 1  # multiplicities >= n_lo are explicit (they can fire the trigger)
+
+    def set_split(self, n_lo: int | None, t_now: float) -> None:
+        """Generate dark counts with ``n >= n_lo`` fired cells explicitly (``None``: none).
+
+        Thinning a Poisson process by an independent mark gives independent Poisson processes:
+        the explicit part has rate ``rate * p**(n_lo-1)`` and ``n = n_lo - 1 + Geometric``
+        (memoryless); the rest (``n < n_lo``, too small to trigger) is generated per window.
+        """
+        p = float(self.src.crosstalk)
+        if n_lo is None:
+            frac, n_lo = 0.0, 10**9
+        elif n_lo <= 1:
+            frac, n_lo = 1.0, 1
+        else:
+            frac = p ** (n_lo - 1) if p > 0 else 0.0
+        self.n_lo = int(n_lo)
+        self._set_fraction(frac, t_now)
+
+    def _amp(self, npe: np.ndarray) -> np.ndarray:
+        g = self.src.gain_spread
+        return self.src.amplitude * (npe + g * np.sqrt(npe) * self.rng.standard_normal(npe.size))
 
     def _generate(self, a: float, b: float):
         ts, amps, chs, auxs = [], [], [], []
@@ -214,17 +302,38 @@ class SiPMStream(PulseStream):
         for c in self.channels:
             t = self._poisson_times(a, b, self.rate)
             n = t.size
-            npe = self.rng.geometric(1.0 - p, n).astype(np.int32) if p > 0 else np.ones(n, np.int32)
-            g = self.src.gain_spread
-            amp = self.src.amplitude * (npe + g * np.sqrt(npe) * self.rng.standard_normal(n))
+            if p > 0:
+                npe = (self.n_lo - 1 + self.rng.geometric(1.0 - p, n)).astype(np.int32)
+            else:
+                npe = np.full(n, self.n_lo, np.int32)
             ts.append(t)
-            amps.append(amp)
+            amps.append(self._amp(npe))
             chs.append(np.full(n, c, dtype=np.int16))
             auxs.append(npe)
         t = np.concatenate(ts)
         order = np.argsort(t, kind="stable")
         return (t[order], np.concatenate(amps)[order], np.concatenate(chs)[order],
                 np.concatenate(auxs)[order], t[order])
+
+    def window_records(self, t0: np.ndarray, span: float):
+        if self.window_rate <= 0 or t0.size == 0:
+            return super().window_records(t0, span)
+        p = float(self.src.crosstalk)
+        dur = self.shape.duration
+        rows, ts, amps, chs = [], [], [], []
+        for c in self.channels:
+            row, t = self._window_times(t0, dur, span, self.window_rate)
+            if p > 0:  # geometric truncated to n < n_lo, by inverse CDF: P(n <= k) = 1 - p^k
+                top = 1.0 - p ** (self.n_lo - 1) if self.n_lo < 10**9 else 1.0
+                u = self.rng.random(t.size) * top
+                npe = np.minimum(1 + np.floor(np.log1p(-u) / math.log(p)), self.n_lo - 1).astype(np.int32)
+            else:
+                npe = np.ones(t.size, np.int32)
+            rows.append(row)
+            ts.append(t)
+            amps.append(self._amp(npe))
+            chs.append(np.full(t.size, c, dtype=np.int16))
+        return np.concatenate(rows), np.concatenate(ts), np.concatenate(amps), np.concatenate(chs)
 
 
 class GeigerStream(PulseStream):
