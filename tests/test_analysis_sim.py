@@ -99,3 +99,41 @@ def test_decay_delays_match_truth(tmp_path) -> None:
     found = np.sum((dbl["delay_s"] > lo) & (dbl["delay_s"] < hi))
     assert found >= 0.97 * expected and found <= expected
     bm.close()
+
+
+def test_accidental_coincidences_from_simulation(tmp_path) -> None:
+    """Independent muon sources on A (triggering, 500 Hz) and B (R2 = 200 kHz of short
+    pulses). A 2-fold coincidence within +-tau = 100 ns can only be accidental, so the
+    accepted fraction of validated triggers must be p = 1 - exp(-2 tau R2) = 0.0392 (the
+    rate 2 R1 R2 tau over R1, R1 = validated trigger rate). 12 000 triggers: binomial
+    tolerance 4 sqrt(n p (1-p)) ~ 85 around ~470. B pulses are 45 ns long, so B pile-up
+    (2 x 45 ns x 200 kHz = 1.8 %) barely matters."""
+    from picodaq_ioc.config.schema import Config
+
+    cfg = Config.model_validate({
+        "channels": {"A": {"range": 0.2, "coupling": "DC"}, "B": {"range": 0.2, "coupling": "DC"}},
+        "timebase": {"sample_interval": 4e-9, "samples": 1000, "pretrigger": 0.25},
+        "trigger": {"source": "A", "level": -0.02, "direction": "Falling", "auto_timeout": 1.0},
+        "simulation": {"seed": 11, "realtime": False, "count_host_time": False, "noise_rms": 1e-3, "sources": [
+            {"kind": "muon", "channels": ["A"], "rate": 500.0, "amplitude": -0.06, "amplitude_spread": 0.1},
+            {"kind": "muon", "channels": ["B"], "rate": 2e5, "amplitude": -0.06, "amplitude_spread": 0.1,
+             "rise": 5e-9, "flat": 0.0, "fall": 40e-9}]},
+        "analysis": [{"module": "pulse", "pulseShape": [
+            {"taur": 20e-9, "tauon": 12e-9, "tauf": 128e-9, "pheight": -0.06},
+            {"taur": 5e-9, "tauon": 0.0, "tauf": 40e-9, "pheight": -0.06}],
+            "threshold": 0.5, "coincidence_window": 100e-9, "NminCoincidence": 2, "doublePulse": False}],
+    })
+    scope = SimScope(cfg.simulation, cfg.device)
+    scope.open()
+    bm = BufferManager(scope, n_buffers=256)
+    ch, tb, trg, sg = scope_settings(cfg)
+    bm.configure(ch, tb.__class__(**{**tb.__dict__, "n_segments": 64}), trg, sg)
+    runner = AnalysisRunner(bm, cfg.analysis, output_dir=tmp_path)
+    _run(bm, runner, 12_000)
+    r = runner.results("pulse")
+    n = r["Validated_RBV"]
+    assert n >= 0.99 * 12_000
+    p = 1 - np.exp(-2 * 100e-9 * 2e5)
+    assert abs(r["Accepted_RBV"] - n * p) < 4 * np.sqrt(n * p * (1 - p))
+    assert r["Coincidences_RBV"][1] == r["Accepted_RBV"]  # all accepted events are 2-fold
+    bm.close()
