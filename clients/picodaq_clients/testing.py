@@ -114,11 +114,15 @@ class IOCProcess:
         Extra environment variables.
     log_path : str, optional
         File receiving the IOC's stdout and stderr.
+    cwd : str, optional
+        Working directory (run files the IOC writes land there).
     """
 
     def __init__(self, args: Sequence[str], port: int | None = None,
-                 env: Mapping[str, str] | None = None, log_path: str | None = None) -> None:
+                 env: Mapping[str, str] | None = None, log_path: str | None = None,
+                 cwd: str | None = None) -> None:
         self.args = list(args)
+        self.cwd = cwd
         self.port = free_port() if port is None else port
         self.env = loopback_env(self.port)
         self.env.update(env or {})
@@ -133,7 +137,7 @@ class IOCProcess:
         """Start the IOC (not waiting for it: wait for a PV to connect)."""
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.proc = subprocess.Popen(self.args, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
+                                     stdin=subprocess.DEVNULL, cwd=self.cwd)
         if out is not subprocess.DEVNULL:
             out.close()
         return self

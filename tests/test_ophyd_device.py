@@ -1,0 +1,108 @@
+"""The ophyd device under a real bluesky ``count`` plan against the simulated IOC."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "clients"))
+
+from picodaq_clients.testing import IOCProcess, ca_server, wait_for  # noqa: E402
+
+PREFIX = "TOPH:"
+CONFIG = ROOT / "configs" / "muon_lifetime.yaml"
+pytestmark = pytest.mark.ca
+
+
+@pytest.fixture(scope="module")
+def ioc_port(tmp_path_factory):
+    """The IOC on its own port; ophyd talks to it through caproto's client (control layer
+    'caproto'), the test's own reads go through pyepics (libca) - two independent clients."""
+    workdir = tmp_path_factory.mktemp("ophyd_ioc")
+    env = {"PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    proc = IOCProcess([sys.executable, "-m", "picodaq_ioc", "--config", str(CONFIG), "--prefix", PREFIX],
+                      env=env, log_path=str(workdir / "ioc.log"), cwd=str(workdir)).start()
+    try:
+        with ca_server(proc.port):
+            import epics
+
+            assert wait_for(lambda: epics.caget(PREFIX + "State_RBV", timeout=0.5) is not None, 60), \
+                (workdir / "ioc.log").read_text()
+            # before ophyd's first import: its pyepics shim would replace pyepics' PV class
+            os.environ["OPHYD_CONTROL_LAYER"] = "caproto"
+            import ophyd
+
+            assert ophyd.get_cl().name == "caproto"
+            # generous CA timeouts: the CI machine is shared and loaded
+            ophyd.signal.EpicsSignalBase.set_defaults(connection_timeout=30.0, timeout=30.0)
+            yield proc.port
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="module")
+def daq(ioc_port):
+    from picodaq_clients.ophyd_device import PicoDAQ
+
+    dev = PicoDAQ(PREFIX, name="daq")
+    dev.wait_for_connection(timeout=60)
+    yield dev
+    dev.destroy()
+
+
+def test_count_plan_documents_carry_the_ioc_values(daq):
+    import epics
+    from bluesky import RunEngine
+    from bluesky.plans import count
+    n_per_point = 25
+    daq.num_events.put(n_per_point, wait=True)
+
+    docs: list[tuple[str, dict]] = []
+    RE = RunEngine({})
+    RE.subscribe(lambda name, doc: docs.append((name, doc)))
+    uids = RE(count([daq], num=3))
+    assert len(uids) == 1
+    names = [n for n, _ in docs]
+    assert names[0] == "start" and names[-1] == "stop" and names.count("event") == 3
+    assert docs[-1][1]["exit_status"] == "success"
+
+    descriptor = next(d for n, d in docs if n == "descriptor")
+    keys = descriptor["data_keys"]
+    for k in ("daq_stats_events", "daq_stats_trigger_rate", "daq_stats_live_time", "daq_stats_live_fraction",
+              "daq_pulse_accepted", "daq_pulse_lifetime", "daq_pulse_lifetime_err", "daq_pulse_double_pulses"):
+        assert k in keys, k
+    assert keys["daq_pulse_lifetime"]["units"] == "s"
+    assert keys["daq_stats_events"]["source"] == f"PV:{PREFIX}Stats:Events_RBV"
+    config = descriptor["configuration"]["daq"]["data"]
+    assert config["daq_num_events"] == n_per_point
+    assert config["daq_a_range"] == pytest.approx(epics.caget(PREFIX + "A:Range_RBV"))
+    assert config["daq_model"] == epics.caget(PREFIX + "Model_RBV", as_string=True)
+
+    events = [d for n, d in docs if n == "event"]
+    # each point is one run of n_per_point events, completed by the put-callback on Acquire
+    for ev in events:
+        assert ev["data"]["daq_stats_events"] == n_per_point
+        # ... and the analysis results read belong to that whole run (published after the put-callback)
+        assert ev["data"]["daq_pulse_events"] == n_per_point
+        assert 0 < ev["data"]["daq_stats_live_fraction"] <= 100
+    # the last event carries what the IOC shows now (nothing ran after the plan)
+    last = events[-1]["data"]
+    assert epics.caget(PREFIX + "State_RBV", as_string=True) in ("Stopped", "Idle")
+    for key, pv in (("daq_stats_events", "Stats:Events_RBV"), ("daq_stats_run_time", "Stats:RunTime_RBV"),
+                    ("daq_stats_live_time", "Stats:LiveTime_RBV"), ("daq_pulse_accepted", "Pulse:Accepted_RBV"),
+                    ("daq_pulse_double_pulses", "Pulse:DoublePulses_RBV")):
+        assert last[key] == pytest.approx(epics.caget(PREFIX + pv), nan_ok=True), key
+    tau = epics.caget(PREFIX + "Pulse:Lifetime_RBV")
+    assert np.isnan(tau) and np.isnan(last["daq_pulse_lifetime"]) or last["daq_pulse_lifetime"] == pytest.approx(tau)
+
+
+def test_trigger_without_num_events_is_refused(daq):
+    daq.num_events.put(0, wait=True)
+    with pytest.raises(ValueError, match="num_events"):
+        daq.trigger()
+    assert daq.state.get() in ("Stopped", "Idle")  # nothing was started
