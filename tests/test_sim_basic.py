@@ -301,3 +301,21 @@ def test_factory(monkeypatch):
     monkeypatch.setitem(sys.modules, "picodaq_ioc.scope.picoscope", None)
     with pytest.raises(DriverNotAvailable, match="sim"):
         make_backend(hw)
+
+
+def test_long_idle_gaps_are_skipped_but_counted():
+    # 5 s of readout dead time per capture: the 1e5 Hz dark counts in between cannot be seen,
+    # so they are not generated one by one but counted (Poisson) in the truth.
+    lam = 1e5
+    sc = make(sources=[SourceSection(kind="sipm", channels=["A"], rate=lam, amplitude=-0.01)],
+              readout_overhead=5.0, keep_truth=True)
+    sc.configure({"A": ChannelConfig(range_v=0.1)}, TB,
+                 TriggerConfig(source="A", threshold_v=-0.005, direction=Direction.FALLING))
+    caps = take(sc, 20)
+    tr = sc.truth
+    assert tr.skipped_time_s > 90.0
+    assert np.all(np.diff([c.t_armed for c in caps]) > 5.0)
+    # all dark counts from 0 to the end of the last capture: Poisson, 4 sigma
+    expected = lam * tr.t_consumed
+    assert abs(tr.n_primaries - expected) < 4 * np.sqrt(expected)
+    assert tr.n_triggers == 20

@@ -16,6 +16,20 @@ Trigger modes
   channel, noise within 7 sigma of the level, or a level trigger already satisfied): the
   trigger channel is rendered and scanned chunk by chunk from the moment the trigger is
   enabled.
+
+Pulse generation
+----------------
+Pulses that can fire the trigger (event mode: pulses on the trigger channel that reach the
+level; SiPM dark counts with at least ``n_lo`` fired cells) are generated explicitly on the
+timeline, so that dead time, losses and ground truth are exact. All other pulses of Poisson
+sources are generated per sample window (thinning a Poisson process by an independent mark
+gives independent Poisson processes), which keeps high-rate background cheap. Geiger tubes
+(tube dead time: not Poisson) are always explicit.
+
+Known simplifications: pile-up of several sub-threshold pulses never fires the trigger in
+event mode; windowed pulses of overlapping extended windows (gaps shorter than a pulse) are
+drawn independently; AC coupling only removes the generator's DC level; ``truth.pulses``
+holds the explicit pulses only.
 """
 
 from __future__ import annotations
@@ -48,6 +62,7 @@ from .siggen import SigGen
 from .sources import PulseStream, make_stream
 from .trigger import candidate_times, find_trigger, time_offset
 
+SKIP_IDLE_S = 1.0  # idle gaps longer than this are skipped, not generated pulse by pulse
 MARGIN = 16  # samples searched either side of a candidate for the digitised crossing
 MAX_DELAY_FACTOR = 16  # trigger delay limited to this many record lengths (memory bound)
 _IDLE, _ARMED, _READY = "idle", "armed", "ready"
@@ -73,6 +88,7 @@ class SimTruth:
     n_captures: int = 0
     live_time_s: float = 0.0
     t_consumed: float = 0.0
+    skipped_time_s: float = 0.0  # idle gaps (> 1 s) whose pulses were counted, not generated
     # keep=True only:
     trigger_times: list[np.ndarray] = field(default_factory=list)  # exact crossing times
     candidate_times: list[np.ndarray] = field(default_factory=list)
@@ -212,6 +228,7 @@ class SimScope:
         self._siggen = SigGen(self._siggen_cfg, 0.0, self._rng_siggen)
         self._last_request: tuple | None = None
         self._last_cands = np.empty(0)
+        self._t_skip = 0.0
 
     # ------------------------------------------------------------------ fault injection
     def unplug(self) -> None:
@@ -266,6 +283,11 @@ class SimScope:
                     t = min(t, self._batch.t_ready)
                 return max(self._t, t)
             return self._t
+
+    @property
+    def applied(self) -> Applied | None:
+        """The configuration in force (``None`` before ``configure()``)."""
+        return self._applied
 
     def readout_time(self, applied: Applied | None = None) -> float:
         """Dead time (s) to transfer one (rapid-block) capture to the host."""
@@ -557,6 +579,14 @@ class SimScope:
                     t += max(0.0, time.monotonic() - self._t_read_wall)
             self._t_read_wall = None
             self._t = t
+            idle = t - max(self.truth.t_consumed, self._t_skip)
+            if idle > SKIP_IDLE_S and self.streams:
+                # a long idle gap (host paused): nothing in it can be recorded; do not generate it
+                to = t - max(self._dur_max, 1e-3) - 1e-3
+                for st in self.streams:
+                    st.skip_to(to)
+                self.truth.skipped_time_s += to - max(self.truth.t_consumed, self._t_skip)
+                self._t_skip = to
             self._batch = self._simulate(t)
             self._state = _ARMED
             self._arm_id += 1
@@ -650,9 +680,8 @@ class SimScope:
             if s.window_rate > 0:  # the windowed part exists only statistically between windows
                 n += int(s.rng.poisson(s.window_rate * max(1, len(s.channels) if s.kind == "sipm" else 1)
                                        * (z - a)))
-            if s.kind == "geiger":
-                n += s.n_primaries_extra
-                s.n_primaries_extra = 0
+            n += s.n_primaries_extra  # Geiger tube losses, skipped idle time
+            s.n_primaries_extra = 0
             tr.n_primaries_by_source[s.index] += n
             tr.n_primaries += n
         if self._trig_on and not self._scan:
