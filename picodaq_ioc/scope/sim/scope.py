@@ -818,7 +818,14 @@ class SimScope:
         dt = self._applied.sample_interval_s
         if slots is None:
             slots = list(range(len(self._enabled)))
-        buf = np.zeros((t0.size, len(slots), length), dtype=np.float32)
+        rms = np.array([0.0 if sl == skip_noise_slot else float(self._rms[sl]) for sl in slots])
+        shape = (t0.size, len(slots), length)
+        if rms.size and rms[0] > 0 and np.all(rms == rms[0]):  # noise straight into the buffer
+            buf = self._rng_noise.standard_normal(shape, dtype=np.float32)
+            buf *= np.float32(rms[0])
+            rms = None
+        else:
+            buf = np.zeros(shape, dtype=np.float32)
         slot_map = np.full(len(CHANNEL_NAMES), -1, dtype=np.int64)
         for j, sl in enumerate(slots):
             slot_map[CHANNEL_NAMES.index(self._enabled[sl])] = j
@@ -835,8 +842,8 @@ class SimScope:
                 if sl in self._sg_slots:
                     tt = t0[:, None] + np.arange(length)[None, :] * dt
                     buf[:, j, :] += self._siggen(tt, ac=bool(self._ac[sl])).astype(np.float32)
-        rms = [0.0 if sl == skip_noise_slot else float(self._rms[sl]) for sl in slots]
-        add_noise(buf, rms, self._rng_noise)
+        if rms is not None:
+            add_noise(buf, rms, self._rng_noise)
         return buf
 
     def _digitise(self, volts: np.ndarray, slots: list[int] | None = None):
