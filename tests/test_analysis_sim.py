@@ -3,6 +3,7 @@ started from configs/muon_lifetime.yaml as a user would (only pacing, seed, life
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ def _setup(tmp_path, *, seed: int, lifetime: float, keep_truth: bool = False):
     scope.open()
     bm = BufferManager(scope, n_buffers=cfg.buffer.n_buffers)
     ch, tb, trg, sg = scope_settings(cfg)
-    bm.configure(ch, tb.__class__(**{**tb.__dict__, "n_segments": 32}), trg, sg)
+    bm.configure(ch, replace(tb, n_segments=32), trg, sg)
     runner = AnalysisRunner(bm, cfg.analysis, output_dir=tmp_path)
     return scope, bm, runner
 
@@ -127,7 +128,7 @@ def test_accidental_coincidences_from_simulation(tmp_path) -> None:
     scope.open()
     bm = BufferManager(scope, n_buffers=256)
     ch, tb, trg, sg = scope_settings(cfg)
-    bm.configure(ch, tb.__class__(**{**tb.__dict__, "n_segments": 64}), trg, sg)
+    bm.configure(ch, replace(tb, n_segments=64), trg, sg)
     runner = AnalysisRunner(bm, cfg.analysis, output_dir=tmp_path)
     _run(bm, runner, 12_000)
     r = runner.results("pulse")
