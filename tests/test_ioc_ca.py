@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 from ca_tools import caget, caget_float, caput, popen_tool, run_tool
-from conftest import wait_for
+from conftest import Monitor, wait_for
 
 pytestmark = pytest.mark.ca
 
@@ -250,9 +250,8 @@ def test_run_control_pause_resume_and_rates(ioc):
 def test_reconfiguration_while_running_never_mixes_generations(ioc):
     epics = ioc.use_pyepics()
     lengths: list[int] = []
-    pv = epics.PV(ioc.pv("A:Waveform_RBV"), auto_monitor=True,
-                  callback=lambda value=None, **kw: lengths.append(len(np.atleast_1d(value))))
-    assert pv.wait_for_connection(5)
+    mon = Monitor(epics, ioc.pv("A:Waveform_RBV"),
+                  lambda value=None, **kw: lengths.append(len(np.atleast_1d(value))))
     gen0 = int(get(ioc, "Stats:ConfigGeneration_RBV"))
     put_ok(ioc, "NumEvents", 0)
     put_ok(ioc, "Acquire", "Start")
@@ -271,8 +270,7 @@ def test_reconfiguration_while_running_never_mixes_generations(ioc):
         assert all(n == 700 for n in lengths[first_new:]), "an old-configuration waveform after the change"
         assert set(lengths) <= {0, 1000, 700}
     finally:
-        pv.clear_callbacks()
-        pv.disconnect()
+        mon.close()
         stop_run(ioc)
         put_ok(ioc, "NumSamples", 1000)
         put_ok(ioc, "A:Range", 0.2)
@@ -302,11 +300,8 @@ def test_client_churn_at_full_publish_rate_keeps_every_monitor_alive(ioc):
     """Regression for caproto 1.3.0's 'deque mutated during iteration' (research notes §0)."""
     epics = ioc.use_pyepics()
     counts = {"wf": 0, "ev": 0}
-    wf = epics.PV(ioc.pv("A:Waveform_RBV"), auto_monitor=True,
-                  callback=lambda **kw: counts.__setitem__("wf", counts["wf"] + 1))
-    ev = epics.PV(ioc.pv("Stats:Events_RBV"), auto_monitor=True,
-                  callback=lambda **kw: counts.__setitem__("ev", counts["ev"] + 1))
-    assert wf.wait_for_connection(5) and ev.wait_for_connection(5)
+    wf = Monitor(epics, ioc.pv("A:Waveform_RBV"), lambda **kw: counts.__setitem__("wf", counts["wf"] + 1))
+    ev = Monitor(epics, ioc.pv("Stats:Events_RBV"), lambda **kw: counts.__setitem__("ev", counts["ev"] + 1))
     put_ok(ioc, "Waveform:MaxRate", 1000)
     put_ok(ioc, "NumEvents", 0)
     put_ok(ioc, "Acquire", "Start")
@@ -336,10 +331,8 @@ def test_client_churn_at_full_publish_rate_keeps_every_monitor_alive(ioc):
             p.stdout.close()
         assert ioc.alive()
     finally:
-        wf.clear_callbacks()
-        ev.clear_callbacks()
-        wf.disconnect()
-        ev.disconnect()
+        wf.close()
+        ev.close()
         put_ok(ioc, "Waveform:MaxRate", 20)
         stop_run(ioc)
 

@@ -5,7 +5,12 @@
    across ``await``; a client (dis)connecting meanwhile raises ``RuntimeError`` in the
    subscription task and **every monitor of the IOC stops updating** while ``caget``
    still works. The fix iterates over a snapshot (``list(...)``).
-2. Refused puts are logged by caproto as a full traceback of an anonymous request. We
+2. A client disconnecting can end its circuit's handler with ``RuntimeError: await wasn't
+   used with future`` (``asyncio`` ``VirtualCircuit._on_disconnect`` cancels and awaits the
+   subscription task, which may be the running task itself); the circuit is then never
+   removed from the server's list. The fix does not await the current task and swallows
+   the cancellation of the other.
+3. Refused puts are logged by caproto as a full traceback of an anonymous request. We
    log one line naming the PV, the value and the reason instead (``picodaq_ioc.ioc.puts``)
    and shorten caproto's record to one line.
 
@@ -14,9 +19,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import math
 
+import caproto.asyncio.server as _aserver
 import caproto.server.common as _common
 import caproto.server.server as _server
 from caproto._data import SkipWrite
@@ -28,6 +36,18 @@ on_refused = None
 
 _ORIGINAL_ITERATION = _common.Context._subscription_queue_iteration
 _ORIGINAL_VERIFY = _server.PvpropertyData.verify_value
+_ORIGINAL_ON_DISCONNECT = _aserver.VirtualCircuit._on_disconnect
+
+
+async def _on_disconnect(self):
+    """asyncio ``VirtualCircuit._on_disconnect`` that never awaits the running task."""
+    await _common.VirtualCircuit._on_disconnect(self)
+    self.client.close()
+    task, self._sub_task = self._sub_task, None
+    if task is not None and task is not asyncio.current_task():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
 
 
 async def _subscription_queue_iteration(self, sub_specs, metadata, values, flags, sub):
@@ -92,6 +112,7 @@ def apply() -> None:
     """Install the workarounds (idempotent)."""
     _common.Context._subscription_queue_iteration = _subscription_queue_iteration
     _server.PvpropertyData.verify_value = _verify_value_logged
+    _aserver.VirtualCircuit._on_disconnect = _on_disconnect
     for name in ("caproto.ctx", "caproto.circ", "caproto"):
         lg = logging.getLogger(name)
         if _FILTER not in lg.filters:
@@ -102,6 +123,7 @@ def revert() -> None:
     """Restore caproto's original methods (tests use this to show the bug)."""
     _common.Context._subscription_queue_iteration = _ORIGINAL_ITERATION
     _server.PvpropertyData.verify_value = _ORIGINAL_VERIFY
+    _aserver.VirtualCircuit._on_disconnect = _ORIGINAL_ON_DISCONNECT
 
 
 def is_applied() -> bool:
