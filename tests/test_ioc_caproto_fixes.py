@@ -76,3 +76,47 @@ def test_refused_put_is_logged_with_pv_name(caplog):
     assert g.x.value == 1.0
     assert any("UNIT:X" in r.getMessage() and "not finite" in r.getMessage() for r in caplog.records)
     assert seen and seen[0][0] == "UNIT:X"
+
+
+def test_disconnect_from_the_subscription_task_itself_does_not_raise():
+    """caproto's asyncio circuit cancels and awaits its subscription task on disconnect; when
+    the disconnect is detected *in* that task, the original cancels itself (in the IOC:
+    "RuntimeError: await wasn't used with future") and the circuit is never dropped from
+    the server. The patched method completes."""
+    import caproto.server.common as common
+
+    class _Client:
+        closed = False
+
+        def close(self):
+            self.closed = True
+
+    import caproto.asyncio.server as aserver
+
+    class _Circuit(aserver.VirtualCircuit):
+        def __init__(self):  # only what _on_disconnect touches
+            self.connected = True
+            self.subscriptions = {}
+
+    async def scenario(method):
+        circ = _Circuit()
+        circ.client = _Client()
+        circ.context = type("Ctx", (), {"subscription_queue": None, "subscriptions": {}})()
+
+        async def sub_task_body():
+            await asyncio.sleep(0)
+            await method(circ)  # disconnect detected inside the subscription task
+
+        from caproto.asyncio.utils import _TaskHandler
+
+        circ.tasks = _TaskHandler()
+        circ._sub_task = circ.tasks.create(sub_task_body())
+        await circ._sub_task
+        return circ
+
+    circ = asyncio.run(scenario(caproto_fixes._on_disconnect))
+    assert circ.client.closed and circ._sub_task is None and circ.connected is False
+    # the original cancels the running task itself: the disconnect handling never completes
+    with pytest.raises((RuntimeError, asyncio.CancelledError)):
+        asyncio.run(scenario(caproto_fixes._ORIGINAL_ON_DISCONNECT))
+    assert common.VirtualCircuit._on_disconnect is not None
