@@ -319,3 +319,37 @@ def test_long_idle_gaps_are_skipped_but_counted():
     expected = lam * tr.t_consumed
     assert abs(tr.n_primaries - expected) < 4 * np.sqrt(expected)
     assert tr.n_triggers == 20
+
+
+@pytest.mark.parametrize("wave", [WaveType.SINE, WaveType.TRIANGLE, WaveType.SQUARE, WaveType.RAMP_UP])
+def test_siggen_loopback_frequency_and_amplitude(wave):
+    sc = make(sources=[], noise_rms=0.0, siggen_channel="B")
+    ap = sc.configure({"A": ChannelConfig(), "B": ChannelConfig(range_v=0.5)},
+                      TimebaseConfig(1e-6, 5000, 0.0, 1), TriggerConfig(enabled=False),
+                      SigGenConfig(enabled=True, waveform=wave, frequency_hz=2e3, pk_to_pk_v=0.6, offset_v=0.05))
+    v = ap.to_volts("B", take(sc)[0].raw[0, 1], dtype=np.float64)
+    lsb = ap.volts_per_count("B") * 256
+    assert v.max() == pytest.approx(0.35, abs=lsb) and v.min() == pytest.approx(-0.25, abs=lsb)
+    # 5 ms of a 2 kHz wave: 10 periods -> 10 upward passes through the mid level (one less if
+    # the record starts right on one)
+    mid = 0.05
+    up = np.sum((v[1:] >= mid) & (v[:-1] < mid))
+    assert up in (9, 10)
+    spec = np.abs(np.fft.rfft(v - v.mean()))
+    f = np.fft.rfftfreq(v.size, ap.sample_interval_s)
+    assert f[np.argmax(spec)] == pytest.approx(2e3, rel=0.01)
+
+
+def test_siggen_sweep_changes_frequency():
+    sc = make(sources=[], noise_rms=0.0, siggen_channel="A")
+    ap = sc.configure({"A": ChannelConfig(range_v=0.5)}, TimebaseConfig(1e-6, 2000, 0.0, 1),
+                      TriggerConfig(enabled=False),
+                      SigGenConfig(enabled=True, waveform=WaveType.SINE, frequency_hz=5e3, pk_to_pk_v=0.4,
+                                   stop_frequency_hz=50e3, dwell_time_s=1e-3))
+    freqs = []
+    for _ in range(3):
+        v = ap.to_volts("A", take(sc)[0].raw[0, 0], dtype=np.float64)
+        spec = np.abs(np.fft.rfft(v - v.mean()))
+        freqs.append(np.fft.rfftfreq(v.size, ap.sample_interval_s)[np.argmax(spec)])
+    assert len({round(f, -2) for f in freqs}) == 3  # the frequency moved between captures
+    assert all(4e3 <= f <= 51e3 for f in freqs)

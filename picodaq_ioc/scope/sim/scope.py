@@ -200,6 +200,7 @@ class SimScope:
         for i, src in enumerate(self.sim.sources):
             st = make_stream(src, _rng(seed, 100 + i), i)
             if st is not None:
+                st.keep_truth = keep_truth
                 self.streams.append(st)
             elif src.kind == "noise":
                 self._noise_sources.append(src)

@@ -76,7 +76,8 @@ class PulseStream:
         self.prim_t = np.empty(0)  # primary event times (for truth counting)
         self.gen_until = 0.0
         self.n_primaries_extra = 0  # true primaries that made no record (e.g. Geiger dead time)
-        self.decay_delays: list[np.ndarray] = []
+        self.decay_delays: list[np.ndarray] = []  # generated decay delays (if keep_truth)
+        self.keep_truth = False
         self.explicit_fraction = 1.0  # share of the primaries generated on the timeline
 
     # -- explicit / windowed split -----------------------------------------------------------
@@ -247,7 +248,7 @@ class MuonStream(PulseStream):
             m = self.rng.random(n) < f
             nd = int(m.sum())
             delay = self.rng.exponential(self.src.lifetime, nd)
-            if truth:
+            if truth and self.keep_truth:
                 self.decay_delays.append(delay)
             for j in range(nc):
                 ts.append(ts[j][m] + delay)
