@@ -92,6 +92,9 @@ def test_all_modules_see_every_event_and_summary(tmp_path) -> None:
     assert r.summary_file.endswith(f"{stamp}_analysis_summary.yaml")
     assert (tmp_path / f"{stamp}_pulse_accepted.csv").exists()
     assert r.end_run() == {}  # idempotent
+    # a late end_run() after begin_run() of the next run (no events yet) keeps the new run open
+    nxt = r.begin_run()
+    assert r.end_run() == {} and r.run is nxt
     r.close()
     bm.close()
 

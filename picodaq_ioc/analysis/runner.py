@@ -171,7 +171,8 @@ class AnalysisRunner:
     def end_run(self) -> dict[str, Any]:
         """Finish every module of the current run, write the summary file, return the summaries.
 
-        Call after ``bm.stop()`` returned (all events processed). Idempotent.
+        Call after ``bm.stop()`` returned (all events processed). Idempotent. A run in which
+        no event reached any module yet is left open (nothing to summarise).
         """
         with self._lock:
             return self._end_run_locked()
@@ -179,6 +180,10 @@ class AnalysisRunner:
     def _end_run_locked(self) -> dict[str, Any]:
         run = self._run
         if run is None:
+            return {}
+        if not any(st.run is run for st in self._state.values()):
+            # no event of this run reached a module yet (e.g. a late end_run() of the previous
+            # run racing a begin_run()): nothing to summarise; keep the run open
             return {}
         out: dict[str, Any] = {}
         for name, m in self.modules.items():
