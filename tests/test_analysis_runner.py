@@ -162,3 +162,21 @@ def test_runner_config_errors(tmp_path) -> None:
         AnalysisRunner(None, [{"module": "rates"}, {"module": "rates", "name": "r2"}])
     with pytest.raises(AnalysisConfigError, match=r"analysis\[1\] 'p' \(pulse\): parameter 'threshold'"):
         AnalysisRunner(None, [{"module": "rates"}, {"module": "pulse", "name": "p", "threshold": "high"}])
+
+
+def test_module_failing_in_start_is_reported_and_skipped(tmp_path) -> None:
+    """A pulse shape that cannot be sampled at the record's interval: start() fails with a
+    clear error, the module is skipped (not finished) and the DAQ completes."""
+    bm = _bm(_replay())
+    r = AnalysisRunner(bm, [{"module": "pulse", "pulseShape": [{"taur": 1e-9, "tauon": 0.0, "tauf": 1e-9,
+                                                                "pheight": -0.04}]}, Spy(name="spy")],
+                       output_dir=tmp_path)
+    summary = _run(bm, 500)
+    assert summary.events == summary.processed == 500
+    assert r.errors["pulse"].startswith("start: AnalysisConfigError")
+    assert "cannot be sampled at the sample interval 4 ns" in r.errors["pulse"]
+    out = r.end_run()
+    assert out["pulse"]["events"] == 0 and "cannot be sampled" in out["pulse"]["error"]
+    assert out["spy"]["events"] == 500
+    r.close()
+    bm.close()

@@ -163,18 +163,24 @@ class _Chan:
                  nfft: int, delay_s: float) -> None:
         dt = applied.sample_interval_s
         self.name, self.index, self.shape = name, index, shape
-        s = sample_template(shape, dt)
+        try:
+            s = sample_template(shape, dt)
+        except ValueError as exc:
+            raise AnalysisConfigError(
+                f"pulse shape of channel {name} ({shape.duration * 1e9:.0f} ns) cannot be sampled at the "
+                f"sample interval {dt * 1e9:.4g} ns: {exc}", key="pulse_shapes", value=shape.model_dump(by_alias=True, exclude_none=True),
+                allowed="a shape several sample intervals long (taur/tauon/tauf in s)") from None
         self.length = len(s)
         if self.length > applied.n_samples:
             raise AnalysisConfigError(
                 f"template of channel {name} ({self.length} samples) is longer than the record "
-                f"({applied.n_samples} samples)", key="pulse_shapes")
+                f"({applied.n_samples} samples)", key="pulse_shapes", value=shape.model_dump(by_alias=True, exclude_none=True))
         self.subtract = shape.subtract_offset
         kern = s - s.mean() if self.subtract else s
         norm = float(np.dot(kern, s))
         if not norm > 0:
             raise AnalysisConfigError(f"template of channel {name} has no shape left after offset subtraction",
-                                      key="pulse_shapes", allowed="set OffsetSubtraction: false")
+                                      key="pulse_shapes", value=shape.model_dump(by_alias=True, exclude_none=True), allowed="set OffsetSubtraction: false")
         self.sum_s = float(s.sum())
         self.norm = norm
         # conjugate spectrum of the kernel: correlation = irfft(rfft(x) * conj(rfft(k)))
@@ -648,7 +654,7 @@ class PulseFilter(AnalysisModule):
             return self._fit
 
     def finish(self) -> dict[str, Any]:
-        fit = self.fit()
+        fit = self.fit() if hasattr(self, "_fit_min") else None
         files: dict[str, str] = {f"{k}_file": str(v.path) for k, v in self._files.items()}
         with self.lock:
             self._close_files()

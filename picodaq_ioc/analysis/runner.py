@@ -46,6 +46,7 @@ class _ModState:
     generation: int | None = None
     last_event: int | None = None
     failed: bool = False
+    started: bool = False  # start() of the current run/generation succeeded at least once
     batches: int = 0
     events: int = 0
 
@@ -190,6 +191,9 @@ class AnalysisRunner:
             st = self._state[name]
             if st.run is not run:
                 continue
+            if not st.started:  # start() failed: nothing to finish, report the error only
+                out[name] = {"prefix": m.prefix, "events": 0, "error": self.errors.get(name)}
+                continue
             try:
                 out[name] = m.finish()
             except Exception as exc:
@@ -238,10 +242,12 @@ class AnalysisRunner:
                 st.run, st.generation, st.failed = run, gen, False
                 if new_run:
                     st.last_event, st.batches, st.events = None, 0, 0
+                    st.started = False
                     self.errors.pop(name, None)
         if need_start:
             try:
                 m.start(batch.applied, run)
+                st.started = True
             except Exception as exc:
                 self._fail(name, "start", exc)
                 return
