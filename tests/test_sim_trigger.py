@@ -181,3 +181,31 @@ def test_rise_or_fall_fires_on_both_edges_of_a_square_wave():
     # edges come every half period (0.5 ms)
     half = np.diff(cap.t_trigger + cap.trigger_time_offset_s) / 0.5e-3
     assert np.all(np.abs(half - np.round(half)) * 0.5e-3 < 2 * ap.sample_interval_s)
+
+
+@pytest.mark.parametrize("wave", [WaveType.SQUARE, WaveType.SINE, WaveType.TRIANGLE])
+def test_slow_siggen_trigger_lands_on_the_crossing(wave):
+    # 10 Hz at 4 ns sampling: 25 M samples per period; the scan jumps to where the generator
+    # comes near the level, and the trigger still sits on the true crossing. Without noise the
+    # crossing is where the signal first rounds to a code >= the level code 3251, i.e. the
+    # code 3328 (13 x 256) from v >= 3200/32512 * 0.5 V = 49.2 mV.
+    sc = _scope([], noise=0.0, siggen_channel="A")
+    ap = sc.configure({"A": ChannelConfig(range_v=0.5)}, TimebaseConfig(4e-9, 200, 0.5, 5),
+                      TriggerConfig(source="A", threshold_v=0.05, direction=Direction.RISING, auto_trigger_s=1.0),
+                      SigGenConfig(enabled=True, waveform=wave, frequency_hz=10.0, pk_to_pk_v=0.4))
+    assert sc._sg_near is not None  # the jump-ahead is in use
+    cap = _take(sc, 1)[0]
+    assert not cap.auto_triggered.any()
+    lc = _level_code(ap, "A")
+    x = cap.raw[:, 0, :].astype(np.int64)
+    n_pre = ap.n_pre
+    assert np.all((x[:, n_pre] >= lc) & (x[:, n_pre - 1] < lc))
+    t = cap.t_trigger  # the trigger sample
+    cyc = np.diff(t) / 0.1  # one rising crossing per 100 ms period, the same phase every time
+    assert np.all(np.abs(cyc - np.round(cyc)) < 1e-6) and np.all(np.round(cyc) >= 1)
+    u = (3200.0 / 32512.0 * 0.5) / 0.2  # the level as a fraction of the 0.2 V amplitude
+    expect = {WaveType.SQUARE: 0.0, WaveType.SINE: np.arcsin(u) / (2 * np.pi),
+              WaveType.TRIANGLE: 0.5 - (1 - u) / 4}[wave]
+    ph = np.mod(t * 10.0, 1.0)
+    d = np.abs(ph - expect)
+    assert np.all(np.minimum(d, 1 - d) < 1e-6)  # 1e-6 cycles = 100 ns; one sample is 4 ns

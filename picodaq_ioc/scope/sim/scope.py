@@ -56,6 +56,7 @@ from ..types import (
     SigGenConfig,
     TimebaseConfig,
     TriggerConfig,
+    WaveType,
 )
 from .render import add_noise, add_pulse_rows, add_pulses, digitise
 from .siggen import SigGen
@@ -518,8 +519,10 @@ class SimScope:
                 scan = True
             self._base = base
             self._scan = scan
+            self._sg_near = self._siggen_near_set(band) if (scan and sg_on_trig) else None
         else:
             self._scan = False
+            self._sg_near = None
         self._set_splits()
         self._trig_streams = [s for s in self.streams if self._trig_on and not self._scan
                               and self._tch in s.channels and s.rate > 0]
@@ -527,6 +530,56 @@ class SimScope:
         self._quiet_flag = self._quiet()
         vol = np.zeros((1, len(self._enabled), 1), dtype=np.float32)
         self._const = digitise(vol, self._offset, self._range, a.max_adc, a.resolution_bits)
+
+    def _siggen_near_set(self, band: float):
+        """Phase cells (of 4096 per period) where the generator output can reach the trigger
+        level, so that scan mode can jump over the rest; None if not applicable (sweep, noise
+        waveform, pulses on the trigger channel)."""
+        cfg = self._siggen.cfg
+        if (cfg.stop_frequency_hz is not None and cfg.dwell_time_s) or self._siggen.wave is WaveType.WHITE_NOISE:
+            return None
+        if any(self._tch in st.channels for st in self.streams) or cfg.frequency_hz <= 0:
+            return None
+        n = 4096
+        ph = np.arange(n) / n
+        t = self._siggen.t0 + ph / cfg.frequency_hz
+        v = self._siggen(t, ac=bool(self._ac[self._tslot]))
+        # cell k spans phases [k, k+1)/n: near if the level +- (band + hysteresis) lies between
+        # its end values, widened by the largest change over a cell of the smooth parts
+        v1 = np.roll(v, -1)
+        lo, hi = np.minimum(v, v1), np.maximum(v, v1)
+        d = np.abs(v1 - v)
+        smooth = float(np.median(d)) * 4.0
+        lvl = self._applied.trigger.threshold_v
+        w = band + self._hyst_v + smooth
+        near = (lo - w <= lvl) & (lvl <= hi + w)
+        near |= np.roll(near, 1)  # and the cell before (the crossing can sit at a cell edge)
+        if near.all():
+            return None
+        idx = np.flatnonzero(near)
+        nxt = np.full(n, -1, dtype=np.int64)  # cells to the next near cell (cyclic), -1 if none
+        if idx.size:
+            ext = np.concatenate([idx, idx + n])
+            pos = np.searchsorted(ext, np.arange(n))
+            nxt = ext[pos] - np.arange(n)
+        return {"n": n, "next": nxt, "v": v, "f": float(cfg.frequency_hz)}
+
+    def _siggen_skip(self, t_a: float):
+        """(seconds until the generator next nears the level or inf, armed state there)."""
+        near = self._sg_near
+        n, f = near["n"], near["f"]
+        x = (t_a - self._siggen.t0) * f
+        ph = (x - math.floor(x)) * n
+        k = int(ph) % n
+        d = int(near["next"][k])
+        if d < 0:
+            return math.inf, None
+        if d == 0:
+            return 0.0, None
+        dt_skip = (k + d - ph) / n / f
+        v_far = float(near["v"][(k + d - 1) % n])
+        lvl, h = self._applied.trigger.threshold_v, self._hyst_v
+        return dt_skip, np.array([[v_far < lvl - h, v_far > lvl + h]])
 
     def _set_splits(self) -> None:
         """Generate explicitly (on the timeline) only pulses that can fire the trigger.
@@ -1163,7 +1216,21 @@ class SimScope:
         found = -1
         is_auto = False
         limit = 50_000_000  # samples scanned before giving up (auto None and nothing fires)
+        armed_next = None
         while found < 0:
+            if self._sg_near is not None:  # jump over stretches where the generator is far off
+                wait_s, arm_state = self._siggen_skip(g0 + i_a * dt)
+                jump = int(wait_s / dt) - 2 if math.isfinite(wait_s) else (
+                    int(auto_idx) - i_a if math.isfinite(auto_idx) else -1)
+                if not math.isfinite(wait_s) and not math.isfinite(auto_idx):
+                    return None  # the generator never reaches the level, no auto-trigger
+                if jump > chunk:
+                    i_a += jump
+                    kept, kept_start = [], i_a
+                    armed_next = arm_state
+                    if math.isfinite(auto_idx) and i_a >= auto_idx:
+                        found, is_auto = int(auto_idx), True
+                        break
             v = self._render(np.array([g0 + i_a * dt]), chunk, slots=[ts])[:, 0, :]
             raw, _ = self._digitise(v[:, None, :], slots=[ts])
             codes = raw[:, 0, :]
@@ -1174,14 +1241,16 @@ class SimScope:
                 codes = np.concatenate([prev_raw[:, 0, :], codes], axis=1)
                 base = i_a - 1
             else:
-                base = 0
-            st = max(p, 1, i_a) - base
+                base = i_a
+            st = max(max(p, 1, i_a) - base, 1)
             sp = codes.shape[1]
             if math.isfinite(auto_idx):
                 sp = min(sp, int(auto_idx) - base + 1)
             if st < sp:
+                a0 = armed_next if armed_next is not None else (armed if i_a > p else None)
+                armed_next = None
                 f, armed = find_trigger(codes, self._level, self._hyst, a.trigger.direction,
-                                        np.array([st]), np.array([sp]), armed if i_a > p else None)
+                                        np.array([st]), np.array([sp]), a0)
                 if f[0] >= 0:
                     found = int(f[0]) + base
                     break
@@ -1204,15 +1273,16 @@ class SimScope:
         if w1 > have_end:
             extra = self._render(np.array([g0 + have_end * dt]), w1 - have_end, slots=[ts])[:, 0, :]
             kept.append(extra)
-        trig_v = np.concatenate(kept, axis=1)
+        trig_v = np.concatenate(kept, axis=1) if kept else np.zeros((1, 0), np.float32)
         seg_t0 = g0 + w0 * dt
         vol = self._render(np.array([seg_t0]), n, skip_noise_slot=ts)
         lo = w0 - kept_start
         if lo >= 0:
             vol[0, ts, :] = trig_v[0, lo:lo + n]
-        else:  # window starts before the kept history (auto-trigger at once): fresh samples
-            fresh = self._render(np.array([seg_t0]), -lo, slots=[ts])[0, 0]
-            vol[0, ts, :] = np.concatenate([fresh, trig_v[0, : n + lo]])
+        else:  # the window starts before the kept history (jump, auto-trigger): fresh samples
+            nf = min(-lo, n)
+            fresh = self._render(np.array([seg_t0]), nf, slots=[ts])[0, 0]
+            vol[0, ts, :] = np.concatenate([fresh, trig_v[0, : n - nf]])
         raw_w, q_w = self._digitise(vol)
         t_samp = g0 + found * dt
         if is_auto:
