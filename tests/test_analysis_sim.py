@@ -138,3 +138,25 @@ def test_accidental_coincidences_from_simulation(tmp_path) -> None:
     assert abs(r["Accepted_RBV"] - n * p) < 4 * np.sqrt(n * p * (1 - p))
     assert r["Coincidences_RBV"][1] == r["Accepted_RBV"]  # all accepted events are 2-fold
     bm.close()
+
+
+@pytest.mark.slow
+def test_lifetime_pulls_over_simulation_seeds(tmp_path) -> None:
+    """The quoted error matches the spread over repeated simulations: 8 seeds x ~2000
+    found decays (tau = 2.197 us). Pulls (tau_hat - tau) / err must look standard normal:
+    sum of squares within the 0.1 %..99.9 % quantiles of chi2(8) = [1.34, 26.1] and no
+    |pull| > 3.5 (P = 8 x 4.7e-4 = 0.4 % for a correct error)."""
+    from scipy.stats import chi2
+
+    tau = 2.197e-6
+    pulls = []
+    for seed in range(101, 109):
+        scope, bm, runner = _setup(tmp_path / str(seed), seed=seed, lifetime=tau)
+        _run(bm, runner, 4500)
+        r = runner.results("pulse")
+        assert r["DoublePulses_RBV"] > 1800
+        pulls.append((r["Lifetime_RBV"] - tau) / r["LifetimeErr_RBV"])
+        bm.close()
+    pulls = np.asarray(pulls)
+    assert chi2.ppf(0.001, 8) < np.sum(pulls**2) < chi2.ppf(0.999, 8)
+    assert np.max(np.abs(pulls)) < 3.5
