@@ -54,7 +54,9 @@ class RateMeter(Display):
 
     def build(self) -> None:
         self.ax = self.fig.add_subplot(1, 1, 1)
-        self.lines = {s: self.ax.plot([], [], color=col, label=lab, marker=".", ms=3)[0]
+        # trigger and event rate coincide without dead-time losses: event rate dashed on top
+        styles = {"Stats:TriggerRate_RBV": "-", "Stats:EventRate_RBV": "--", "Pulse:Rate_RBV": "-"}
+        self.lines = {s: self.ax.plot([], [], color=col, label=lab, ls=styles[s], lw=1.5)[0]
                       for s, lab, col in SERIES}
         self.ax.set_xlim(-self.history.length * self.history.interval, 0)
         self.ax.set_xlabel("time (s)")

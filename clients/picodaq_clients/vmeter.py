@@ -57,7 +57,7 @@ class VoltMeter(Display):
         return [f"{self.module}:Updates_RBV"] + [f"{c}:Enable_RBV" for c in CHANNELS]
 
     def build(self) -> None:
-        gs = self.fig.add_gridspec(1, 3, wspace=0.45)
+        gs = self.fig.add_gridspec(1, 3, wspace=0.3)
         self.ax_bar = self.fig.add_subplot(gs[0, 0])
         self.ax_hist = self.fig.add_subplot(gs[0, 1:])
         x = np.arange(len(CHANNELS))
@@ -73,6 +73,8 @@ class VoltMeter(Display):
         self.ax_bar.grid(True, axis="y", ls="--", alpha=0.5)
         self.hist_lines = {c: self.ax_hist.plot([], [], color=CHANNEL_COLOURS[c], label=c)[0]
                            for c in CHANNELS}
+        self.ax_hist.yaxis.tick_right()
+        self.ax_hist.yaxis.set_label_position("right")
         self.ax_hist.set_xlabel("time (s)")
         self.ax_hist.set_ylabel(f"{self.quantity} (V)")
         self.ax_hist.grid(True, ls="--", alpha=0.5)
@@ -93,6 +95,7 @@ class VoltMeter(Display):
         chans = self.enabled_channels()
         vals = {}
         lim = 0.0
+        peak = 0.0
         lines = []
         for i, ch in enumerate(CHANNELS):
             on = ch in chans
@@ -105,9 +108,14 @@ class VoltMeter(Display):
                 rng = float(c.value(f"{ch}:Range_RBV", 0.0) or 0.0)
                 off = float(c.value(f"{ch}:Offset_RBV", 0.0) or 0.0)
                 lim = max(lim, rng + abs(off))
+                for v in (mean, rms):
+                    if v is not None and np.isfinite(v):
+                        peak = max(peak, abs(float(v)))
                 lines.append(f"{ch}: mean {fnum(mean, '+.4f', 'V')}  RMS {fnum(rms, '.4f', 'V')}")
         if lim > 0:
-            self.ax_bar.set_ylim(-lim, lim)
+            # zoom to the values (the full input window would hide mV readings), never beyond it
+            top = min(lim, max(peak * 1.4, 1e-3))
+            self.ax_bar.set_ylim(-top, top)
         self.history.sample(now, vals)
         self._draw_history(now, chans)
         ymin, ymax = self._hist_limits(chans)
