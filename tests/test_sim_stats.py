@@ -69,6 +69,16 @@ def test_block_mode_rate_intervals_and_dead_time():
     d_ex = np.diff(t_exact)
     assert stats.kstest(d_ex, "expon", args=(dead, 1 / lam)).pvalue > 0.01
     assert stats.kstest(d_ex, "expon", args=(0.0, d_ex.mean())).pvalue < 1e-6
+    # Counting statistics in live time: the waiting times (trigger enabled -> trigger) are
+    # Exp(lam) by memorylessness, so triggers form a Poisson process on the live-time axis.
+    # Counts in 100 equal live-time bins: dispersion sum (c - mean)^2/mean ~ chi2(99); the
+    # fixed seed must give a two-sided p-value in (0.001, 0.999).
+    live_axis = np.cumsum([c.live_time_s for c in caps])
+    counts, _ = np.histogram(live_axis, bins=100, range=(0.0, live_axis[-1]))
+    disp = np.sum((counts - counts.mean()) ** 2) / counts.mean()
+    p_chi2 = stats.chi2.cdf(disp, 99)
+    assert 0.001 < p_chi2 < 0.999
+    assert abs(len(caps) / live_axis[-1] - lam) < 4 * lam / np.sqrt(len(caps))  # rate in live time
     # Ground truth: candidates lost while dead ~ Poisson(lam * total dead time), 4 sigma.
     tr = sc.truth
     assert tr.n_triggers == len(caps) and tr.n_auto == 0
