@@ -182,6 +182,9 @@ def start_ioc(tmp_path: Path, config: Any = None, extra_args: tuple[str, ...] | 
     if config_path is not None:
         args += ["--config", str(config_path)]
     args += list(extra_args)
+    if not any(a in ("--autosave", "--no-autosave") for a in args):
+        # keep autosave files out of the repository's configs/ (tests must not share settings)
+        args += ["--autosave", str(tmp_path / f"{name}_{port}.autosave.json")]
     log_path = tmp_path / f"{name}_{port}.log"
     env = ioc_env(port)
     with open(log_path, "w") as logf:
