@@ -249,3 +249,41 @@ def test_start_errors_name_channels(tmp_path) -> None:
     short = make_applied(dt=DT, n_samples=20, n_pre=2)
     with pytest.raises(AnalysisConfigError, match="longer than the record"):
         _filter(tmp_path, short)
+
+
+def test_reset_keeps_run_files_raw_accepted_and_rate_history(tmp_path) -> None:
+    """Reset clears counters but not the run's files; Nraw1 keeps the first N accepted raw
+    events; RateHistory_RBV holds accepted events per closed bin of trigger time."""
+    rng = np.random.default_rng(4)
+    a = make_applied(dt=DT, n_samples=NS, n_pre=NPRE, range_v=0.1)
+    n = 400
+    t0 = NPRE * DT - 8e-9 - rng.uniform(0, DT, n)
+    tt = np.stack([t0, np.where(np.arange(n) % 2 == 0, t0 + 1e-6, np.nan)], axis=1)
+    v = trapezoids(NS, DT, tt, np.full((n, 2), -0.04), RISE, FLAT, FALL) + rng.normal(0, SIG, (n, NS))
+    t_trig = 0.0123 * np.arange(1, n + 1)  # 81.3 Hz of trigger time
+    pf = PulseFilter(pulseShape=[dict(pheight=-0.04)], threshold=0.5, Nraw1=30, rate_history_interval=1.0,
+                     rate_history_length=10)
+    pf.name = "pf"
+    pf.start(a, RunInfo(1.0e9, str(tmp_path), extra={"stamp": "000101-000000"}))
+    for i in range(0, n, 100):
+        pf.process(make_batch(a, v[i:i + 100, None, :], first_event=i + 1, t_trigger=t_trig[i:i + 100]))
+        if i == 100:
+            pf.command("Reset", 1)
+    r = pf.results()
+    assert r["Accepted_RBV"] == 200 and r["DoublePulses_RBV"] == 100  # after the reset only
+    closed = np.isfinite(r["RateHistory_RBV"])
+    # every bin that is closed counts the accepted events whose trigger time falls in it
+    bins = np.floor(t_trig / 1.0)
+    strict = 0
+    for rate, start in zip(r["RateHistory_RBV"][closed], r["RateHistoryTime_RBV"][closed], strict=True):
+        if start < t_trig[200]:
+            continue  # bin begun before the reset: partly counted
+        assert rate == np.sum(bins == start) / 1.0
+        strict += 1
+    assert strict >= 1
+    out = pf.finish()
+    dbl = np.load(out["doubles_raw_files"][0])
+    assert len(dbl["event"]) == 200  # all double pulses of the run, the reset does not touch files
+    acc_raw = np.load(out["accepted_raw_files"][0])
+    assert np.array_equal(acc_raw["event"], np.arange(1, 31)) and acc_raw["raw"].shape == (30, 1, NS)
+    assert len(np.genfromtxt(out["accepted_file"], delimiter=",", names=True)) == n

@@ -26,7 +26,8 @@ Per event (all steps run on ``[k, n_samples]`` blocks at once):
 
 Output files per run (``<stamp>_<name>_*`` in the run's output directory):
 ``accepted.csv`` (one row per accepted event), ``doubles.csv`` (one row per double
-pulse), ``doubles_raw.npz`` (raw int16 waveforms of the double pulses with the scaling).
+pulse), ``doubles_raw.npz`` (raw int16 waveforms of the double pulses with the scaling) and,
+with ``raw_accepted: N``, ``accepted_raw.npz`` (the first N accepted events).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from .base import AnalysisConfigError, AnalysisModule, ResultSpec, RunInfo
 from .histograms import Histogram1D
 from .lifetime import LifetimeFit, fit_lifetime
 from .output import CsvWriter, output_path
+from .rate_history import RateCounter
 from .templates import PulseShape, sample_template, shape_values
 
 __all__ = ["PulseBatchResult", "PulseFilter", "PulseFilterParams"]
@@ -86,8 +88,12 @@ class PulseFilterParams(BaseModel):
     decay_bins: int = Field(100, ge=1, le=100_000)
     decay_range: tuple[float, float] | None = Field(None, description="[low, high] s; default [0, record]")
     rate_window: float = Field(10.0, gt=0.0, description="s of trigger time for Rate_RBV")
+    rate_history_interval: float = Field(10.0, gt=0.0, le=86400.0, description="s per RateHistory_RBV bin")
+    rate_history_length: int = Field(360, ge=2, le=100_000, description="bins of RateHistory_RBV")
     write_files: bool = True
     max_raw_events: int = Field(10_000, ge=0, description="raw double-pulse waveforms kept per run")
+    raw_accepted: int = Field(0, ge=0, alias="Nraw1",
+                              description="raw waveforms of the first N accepted events per run (picoCosmo Nraw1)")
 
     @field_validator("channels", mode="before")
     @classmethod
@@ -222,6 +228,10 @@ class PulseFilter(AnalysisModule):
                        max_length=8),
             ResultSpec("Rate_RBV", "float", "accepted rate over the last rate_window s", units="Hz"),
             ResultSpec("MeanRate_RBV", "float", "accepted events / trigger time of the run", units="Hz"),
+            ResultSpec("RateHistory_RBV", "array", "accepted rate per bin, oldest first (muon rate history)",
+                       units="Hz", max_length=p.rate_history_length),
+            ResultSpec("RateHistoryTime_RBV", "array", "bin start times since run start", units="s",
+                       max_length=p.rate_history_length),
             ResultSpec("DoublePulses_RBV", "int", "accepted events with a delayed second pulse"),
             ResultSpec("Heights_RBV", "int_array", "pulse-height spectrum of accepted pulses",
                        max_length=p.height_bins),
@@ -266,6 +276,7 @@ class PulseFilter(AnalysisModule):
         self._fit_n = -1
         self._fit_wall = 0.0
         self._rate_hist: deque[tuple[float, int]] = deque()
+        self._acc_rates = RateCounter(self.p.rate_history_interval, self.p.rate_history_length)
         self._t_first: float | None = None
         self._t_last: float | None = None
 
@@ -326,9 +337,8 @@ class PulseFilter(AnalysisModule):
                 self._close_files()
                 self._reset_state()
                 self._run = run
-                self._raw: list[np.ndarray] = []
-                self._raw_meta: list[tuple[int, float]] = []
-                self._raw_applied: list[Applied] = []
+                self._raw_doubles = _RawStore(p.max_raw_events)
+                self._raw_accepted = _RawStore(p.raw_accepted)
             self._applied = applied
             self._chans = built
             self._nfft, self._npos, self._lmax = nfft, npos, lmax
@@ -492,6 +502,7 @@ class PulseFilter(AnalysisModule):
             self.n_validated += int(validated.sum())
             self.n_accepted += int(acc.size)
             self.fold += np.bincount(np.clip(nhits[acc] - 1, 0, 7), minlength=8)[:8]
+            self._acc_rates.add(np.asarray(batch.t_trigger)[acc], t_now=t_last)
             self.h_heights.fill(acc_heights)
             self.h_noise.fill(h0[~validated])
             if self._t_first is None:
@@ -506,7 +517,9 @@ class PulseFilter(AnalysisModule):
                 self.h_decay.fill(taus)
                 self._delays.append(taus)
                 self._n_delays += taus.size
-                self._keep_raw(batch, doubles)
+                self._raw_doubles.add(batch, [d["row"] for d in doubles])
+            if len(self._raw_accepted) < self._raw_accepted.cap:
+                self._raw_accepted.add(batch, acc)
             files = dict(self._files)
         if files:
             self._write_rows(files, batch, acc, hits, pos, height, t_evt, doubles, dt, n_pre)
@@ -549,14 +562,6 @@ class PulseFilter(AnalysisModule):
             rec["delay"] = float(np.mean(delays)) * self._applied.sample_interval_s
             out.append(rec)
         return out
-
-    def _keep_raw(self, batch: EventBatch, doubles: list[dict[str, Any]]) -> None:
-        room = self.p.max_raw_events - len(self._raw)
-        for d in doubles[: max(room, 0)]:
-            r = d["row"]
-            self._raw.append(np.array(batch.raw[r], copy=True))
-            self._raw_meta.append((int(batch.event_number[r]), float(batch.t_trigger[r])))
-            self._raw_applied.append(batch.applied)
 
     def _write_rows(self, files: dict[str, Any], batch: EventBatch, acc: np.ndarray, hits: np.ndarray,
                     pos: np.ndarray, height: np.ndarray, t_evt: np.ndarray, doubles: list[dict[str, Any]],
@@ -624,6 +629,8 @@ class PulseFilter(AnalysisModule):
                 "Coincidences_RBV": self.fold.copy(),
                 "Rate_RBV": float(rate),
                 "MeanRate_RBV": float(self.n_accepted / span) if span > 0 else 0.0,
+                "RateHistory_RBV": self._acc_rates.rates.copy(),
+                "RateHistoryTime_RBV": self._acc_rates.times.copy(),
                 "DoublePulses_RBV": self.n_double,
                 "Heights_RBV": self.h_heights.counts.copy(),
                 "HeightBins_RBV": self.h_heights.centres,
@@ -639,12 +646,9 @@ class PulseFilter(AnalysisModule):
             }
 
     def command(self, name: str, value: Any) -> None:
-        if name == "Reset":
+        if name == "Reset":  # counters, spectra and fit; the run's files (incl. raw) continue
             with self.lock:
-                raw = getattr(self, "_raw", None)
                 self._reset_state()
-            if raw is not None:
-                raw.clear()
 
     def fit(self) -> LifetimeFit | None:
         """Refit now and return the result (None if the window is empty)."""
@@ -659,8 +663,15 @@ class PulseFilter(AnalysisModule):
         with self.lock:
             self._close_files()
             raw_files: list[str] = []
-            if self.p.write_files and self._run is not None and self._raw:
-                raw_files = self._write_raw(output_path(self._run, (self.name or "pulse"), "doubles_raw", "npz"))
+            acc_files: list[str] = []
+            chans = [ch.name for ch in self._chans]
+            if self.p.write_files and self._run is not None:
+                name = self.name or "pulse"
+                if len(self._raw_doubles):
+                    raw_files = self._raw_doubles.write(output_path(self._run, name, "doubles_raw", "npz"), chans)
+                if len(self._raw_accepted):
+                    acc_files = self._raw_accepted.write(output_path(self._run, name, "accepted_raw", "npz"),
+                                                         chans)
         r = self.results()
         out = {
             "events": r["Events_RBV"], "validated": r["Validated_RBV"], "accepted": r["Accepted_RBV"],
@@ -672,21 +683,42 @@ class PulseFilter(AnalysisModule):
         }
         if raw_files:
             out["doubles_raw_files"] = raw_files
+        if acc_files:
+            out["accepted_raw_files"] = acc_files
         return out
 
-    def _write_raw(self, path) -> list[str]:
+
+
+class _RawStore:
+    """Raw int16 waveforms of selected events of a run (capped), written as ``.npz``."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = int(cap)
+        self.raw: list[np.ndarray] = []
+        self.meta: list[tuple[int, float]] = []
+        self.applied: list[Applied] = []
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    def add(self, batch: EventBatch, rows) -> None:
+        for r in list(rows)[: max(self.cap - len(self.raw), 0)]:
+            self.raw.append(np.array(batch.raw[r], copy=True))
+            self.meta.append((int(batch.event_number[r]), float(batch.t_trigger[r])))
+            self.applied.append(batch.applied)
+
+    def write(self, path, chans: list[str]) -> list[str]:
         """One ``.npz`` per configuration generation seen (``_g<gen>`` suffix if several)."""
-        chans = [ch.name for ch in self._chans]
-        gens = sorted({a.config_generation for a in self._raw_applied})
+        gens = sorted({a.config_generation for a in self.applied})
         written = []
         for g in gens:
-            sel = [i for i, a in enumerate(self._raw_applied) if a.config_generation == g]
-            a0 = self._raw_applied[sel[0]]
-            idx = [a0.enabled_channels.index(c) for c in chans if c in a0.enabled_channels]
-            raw = np.stack([self._raw[i] for i in sel])[:, idx, :]
-            meta = np.array([self._raw_meta[i] for i in sel])
-            pth = path if len(gens) == 1 else path.with_name(path.stem + f"_g{g}.npz")
+            sel = [i for i, a in enumerate(self.applied) if a.config_generation == g]
+            a0 = self.applied[sel[0]]
             cs = [c for c in chans if c in a0.enabled_channels]
+            idx = [a0.enabled_channels.index(c) for c in cs]
+            raw = np.stack([self.raw[i] for i in sel])[:, idx, :]
+            meta = np.array([self.meta[i] for i in sel])
+            pth = path if len(gens) == 1 else path.with_name(path.stem + f"_g{g}.npz")
             np.savez_compressed(
                 pth, raw=raw, event=meta[:, 0].astype(np.int64), t_trigger=meta[:, 1],
                 channels=np.array(cs), volts_per_count=np.array([a0.volts_per_count(c) for c in cs]),

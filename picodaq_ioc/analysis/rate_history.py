@@ -43,29 +43,39 @@ class RateCounter:
         self.rates[-1] = count / self.interval
         self.times[-1] = b * self.interval
 
-    def add(self, t: np.ndarray) -> None:
-        """Add event times (non-decreasing)."""
-        if t.size == 0:
-            return
-        if self.t_first is None:
-            self.t_first = float(t[0])
-        self.t_last = float(t[-1])
-        self.events += int(t.size)
-        bins = np.floor(t / self.interval).astype(np.int64)
-        if self._bin is None:
-            self._bin = int(bins[0])
-        ub, counts = np.unique(bins, return_counts=True)
-        for b, c in zip(ub.tolist(), counts.tolist(), strict=True):
-            if b < self._bin:  # out-of-order time: count in the open bin
+    def add(self, t: np.ndarray, t_now: float | None = None) -> None:
+        """Add event times (non-decreasing); ``t_now`` (>= the times) closes the bins before it
+        even when no event arrived (e.g. the trigger time of a batch without accepted events)."""
+        t = np.asarray(t, dtype=np.float64)
+        if t.size:
+            if self.t_first is None:
+                self.t_first = float(t[0])
+            self.t_last = float(t[-1])
+            self.events += int(t.size)
+            bins = np.floor(t / self.interval).astype(np.int64)
+            if self._bin is None:
+                self._bin = int(bins[0])
+            ub, counts = np.unique(bins, return_counts=True)
+            for b, c in zip(ub.tolist(), counts.tolist(), strict=True):
+                if b < self._bin:  # out-of-order time: count in the open bin
+                    self._count += c
+                    continue
+                self._advance(b)
                 self._count += c
-                continue
-            if b > self._bin:
-                self._push(self._bin, self._count)
-                gap = min(b - self._bin - 1, self.length)  # empty bins in between
-                for g in range(gap):
-                    self._push(b - gap + g, 0)
-                self._bin, self._count = b, 0
-            self._count += c
+        if t_now is not None:
+            b = int(math.floor(t_now / self.interval))
+            if self._bin is None:
+                self._bin = b
+            self._advance(b)
+
+    def _advance(self, b: int) -> None:
+        """Close the open bin and any empty bins before bin ``b``."""
+        if b > self._bin:
+            self._push(self._bin, self._count)
+            gap = min(b - self._bin - 1, self.length)  # empty bins in between
+            for g in range(gap):
+                self._push(b - gap + g, 0)
+            self._bin, self._count = b, 0
 
     @property
     def latest(self) -> float:
