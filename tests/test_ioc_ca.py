@@ -30,7 +30,8 @@ SIM_CONFIG = {
 @pytest.fixture(scope="module")
 def ioc(module_ioc_factory, tmp_path_factory):
     summary = tmp_path_factory.mktemp("summary") / "runs.jsonl"
-    h = module_ioc_factory(SIM_CONFIG, ["--summary", str(summary), "--max-rate", "20", "--no-autosave"])
+    h = module_ioc_factory(SIM_CONFIG, ["--summary", str(summary), "--max-rate", "20", "--no-autosave",
+                                        "--max-ring-mb", "64"])
     h.summary = summary
     return h
 
@@ -157,6 +158,7 @@ BAD_PUTS = [
     ("SigGen:Frequency", 5.0e6),
     ("Waveform:MaxRate", -1),
     ("Buffer:Size", 1),
+    ("Buffer:Size", 65536),  # 65536 slots x 2 channels x 1000 samples x 2 B > --max-ring-mb 64
     ("Pause", "Pause"),  # forbidden while no run is in progress
 ]
 
@@ -171,7 +173,7 @@ def test_bad_puts_are_refused_logged_and_the_ioc_stays_consistent(ioc):
     assert getf(ioc, "A:Offset_RBV") == pytest.approx(0.0)
     assert get(ioc, "State_RBV") in ("Idle", "Stopped")
     log = ioc.log()
-    for name in ("A:Range", "A:Offset", "NumSamples", "Pause"):
+    for name in ("A:Range", "A:Offset", "NumSamples", "Pause", "Buffer:Size"):
         assert f"put refused: {ioc.pv(name)}" in log, name
     status = caget(ioc.env, ioc.pv("StatusMessage_RBV"), "-S")
     assert status.startswith("Put refused")

@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="capacity of the waveform PVs (default: max(16384, configured samples))")
     p.add_argument("--max-rate", type=float, default=DEFAULT_MAX_RATE, metavar="HZ",
                    help=f"initial Waveform:MaxRate (default {DEFAULT_MAX_RATE:g} Hz)")
+    p.add_argument("--max-ring-mb", type=float, default=1024.0, metavar="MB",
+                   help="refuse Buffer:Size / NumSamples / channel settings whose ring needs more memory "
+                        "(default 1024 MiB)")
     p.add_argument("--summary", metavar="FILE",
                    help="append each run's end-of-run statistics to FILE as JSON lines")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: caproto debug)")
@@ -323,7 +326,8 @@ def run(args: argparse.Namespace) -> int:
         channels, timebase, trigger, siggen = scope_settings(cfg)
         channels = {ch: channels.get(ch) or type(next(iter(channels.values())))(enabled=False)
                     for ch in session.info.channels}
-        ctl = Controller(session, channels, timebase, trigger, siggen)
+        ctl = Controller(session, channels, timebase, trigger, siggen,
+                         max_ring_bytes=int(args.max_ring_mb * 2**20))
         publisher = WaveformPublisher(session.bm, max_rate=args.max_rate)
         group.attach(ctl, publisher, cfg.device.backend, analysis_errors=errors)
         group.runner = runner

@@ -54,7 +54,7 @@ class Controller:
     """
 
     def __init__(self, session: Any, channels: Mapping[str, ChannelConfig], timebase: TimebaseConfig,
-                 trigger: TriggerConfig, siggen: SigGenConfig) -> None:
+                 trigger: TriggerConfig, siggen: SigGenConfig, *, max_ring_bytes: int = 1 << 30) -> None:
         self.session = session
         self.bm = session.bm
         self.info = session.info
@@ -69,6 +69,29 @@ class Controller:
         self.run_listeners: list[Callable[[], None]] = []
         self.last_summary: Any = None
         self.closed = False
+        #: refuse settings whose ring (slots x enabled channels x samples x int16) is larger
+        self.max_ring_bytes = int(max_ring_bytes)
+
+    def ring_bytes(self, n_buffers: int | None = None, channels: Mapping[str, ChannelConfig] | None = None,
+                   timebase: TimebaseConfig | None = None) -> int:
+        """Bytes of the ring for the given (or current) slots, channels and samples."""
+        n = int(n_buffers if n_buffers is not None else self.bm.stats().n_buffers)
+        chans = channels if channels is not None else self.channels
+        tb = timebase if timebase is not None else self.timebase
+        n_ch = max(1, sum(1 for c in chans.values() if c.enabled))
+        return n * n_ch * int(tb.n_samples) * 2
+
+    def check_memory(self, what: str, **kw: Any) -> None:
+        need = self.ring_bytes(**kw)
+        if need > self.max_ring_bytes:
+            n = kw.get("n_buffers") or self.bm.stats().n_buffers
+            chans = kw.get("channels") or self.channels
+            tb = kw.get("timebase") or self.timebase
+            n_ch = max(1, sum(1 for c in chans.values() if c.enabled))
+            raise PutRefused(
+                f"{what}: the ring would need {n} slots x {n_ch} channels x {tb.n_samples} samples x 2 B = "
+                f"{need / 2**20:.0f} MiB, more than the limit of {self.max_ring_bytes / 2**20:.0f} MiB "
+                "(fewer slots or samples, or start the IOC with a larger --max-ring-mb)")
 
     # ---------------------------------------------------------------- plumbing
     @property
@@ -107,6 +130,7 @@ class Controller:
         configuration then stays in place.
         """
         async with self.lock:
+            self.check_memory(what, channels=channels, timebase=timebase)
             kw: dict[str, Any] = {}
             if channels is not None:
                 kw["channels"] = dict(channels)
@@ -152,6 +176,7 @@ class Controller:
 
     async def resize(self, n: int) -> int:
         async with self.lock:
+            self.check_memory("Buffer:Size", n_buffers=int(n))
             fn = getattr(self.session, "resize", None) or self.bm.resize
             try:
                 await self.call(fn, int(n))

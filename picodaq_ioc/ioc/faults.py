@@ -94,6 +94,9 @@ class FaultGroup(PVGroup):
                              read_only=True, doc="(test) backend-applied settings as JSON")
     Truth_RBV = pvproperty(value="{}", dtype=ChannelType.CHAR, max_length=JSON_MAX, string_encoding="utf-8",
                            read_only=True, doc="(test) simulator ground truth and BM stats as JSON")
+    MemTop_RBV = pvproperty(value="[]", dtype=ChannelType.CHAR, max_length=JSON_MAX, string_encoding="utf-8",
+                            read_only=True, doc="(test) top memory growth since the last refresh "
+                                                "(only when the IOC runs with PYTHONTRACEMALLOC)")
 
     def __init__(self, *args: Any, ioc: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -165,6 +168,25 @@ class FaultGroup(PVGroup):
         doc_t = json.dumps(to_jsonable({"truth": truth, "stats": stats}))
         await self.Applied_RBV.write(doc_a[: JSON_MAX - 1])
         await self.Truth_RBV.write(doc_t[: JSON_MAX - 1])
+        await self.MemTop_RBV.write(json.dumps(self._memory_growth())[: JSON_MAX - 1])
+
+    def _memory_growth(self, n: int = 12) -> list[dict[str, Any]]:
+        """Allocation sites that grew most since the previous call (tracemalloc, if tracing)."""
+        import gc
+        import tracemalloc
+
+        if not tracemalloc.is_tracing():
+            return []
+        gc.collect()
+        snap = tracemalloc.take_snapshot()
+        prev, self._mem_snapshot = getattr(self, "_mem_snapshot", None), snap
+        if prev is None:
+            return []
+        out = []
+        for st in snap.compare_to(prev, "traceback")[:n]:
+            out.append({"kb": round(st.size_diff / 1e3, 1), "count": st.count_diff,
+                        "where": [f"{f.filename}:{f.lineno}" for f in st.traceback][-6:]})
+        return out
 
 
 def install_faults(group: Any) -> FaultGroup:
