@@ -158,8 +158,13 @@ def test_readout_dead_time_and_host_time_advance_clock():
     sh = make(readout_overhead=2e-3, count_host_time=True)
     sh.configure({"A": ChannelConfig()}, TB, TRIG)
     c1 = take(sh)[0]
+    t_after_read = sh.clock()
     time.sleep(0.03)  # emulates 30 ms of host processing between read() and arm(); not a wait
+    # clock() shows the host time as it passes (so a pause between read() and arm() is measurable)
+    t_before_arm = sh.clock()
+    assert t_before_arm - t_after_read >= 0.03
     sh.arm()
+    assert c1.t_ready + 2e-3 + 0.03 <= t_before_arm <= sh.clock()
     assert sh.wait(100.0)
     c2 = sh.read()
     assert c2.t_armed >= c1.t_ready + 2e-3 + 0.03

@@ -284,6 +284,10 @@ class SimScope:
                 if self._state == _ARMED and self._batch is not None:
                     t = min(t, self._batch.t_ready)
                 return max(self._t, t)
+            if self.sim.count_host_time and self._t_read_wall is not None and self._state == _IDLE:
+                # unpaced: host time since read()/stop() is already passing on the sim clock
+                # (arm() adds it); show it now so a pause between read() and arm() is measurable
+                return max(self._t, self._t_free) + max(0.0, time.monotonic() - self._t_read_wall)
             return self._t
 
     @property
