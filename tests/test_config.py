@@ -17,7 +17,8 @@ from picodaq_ioc.scope.types import Coupling, Direction, SweepType, WaveType
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
-NATIVE = sorted(p for p in CONFIGS.glob("*") if p.suffix in (".yaml", ".yml", ".json"))
+NATIVE = sorted(p for p in CONFIGS.glob("*") if p.suffix in (".yaml", ".yml", ".json")
+                and not p.name.endswith(".autosave.json"))
 # every picoDAQ/picoCosmo file except the pulse-filter parameter files (not scope configurations)
 LEGACY = sorted(
     p for p in (CONFIGS / "legacy").rglob("*")

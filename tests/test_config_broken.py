@@ -25,7 +25,8 @@ from picodaq_ioc.config.loader import read_mapping
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
-NATIVE = sorted(p for p in CONFIGS.glob("*") if p.suffix in (".yaml", ".yml", ".json"))
+NATIVE = sorted(p for p in CONFIGS.glob("*") if p.suffix in (".yaml", ".yml", ".json")
+                and not p.name.endswith(".autosave.json"))
 LEGACY = sorted(
     p for p in (CONFIGS / "legacy").rglob("*")
     if p.suffix in (".yaml", ".daq") and not p.name.lower().startswith("pf")

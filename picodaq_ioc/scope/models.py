@@ -16,7 +16,7 @@ functions below snap requested values the way the drivers do:
 Sources (see ``/work/shared/research/driver_layer.md`` §1.5, §3): ranges and couplings
 from the pico-python/picosdk enums restricted to what the units accept; max ADC codes
 from the C headers (32512 for 8-bit 2000A/3000A/5000A, 32767 for 5000A at >= 12 bit,
-32764 for 4000/4000A/6000 as pico-python uses); timebase formulas from the programmer's
+32764 for 4000/4000A, 32512 for the 8-bit 6000); timebase formulas from the programmer's
 guides as coded in pico-python; analogue offset limits from the API constants.
 Figures marked "[recalled]" in the research notes (memory sizes, segment limits,
 siggen output swing) are plausible defaults, not datasheet-verified.
@@ -256,7 +256,7 @@ FAMILIES: dict[str, FamilyModel] = {
         channels=("A", "B", "C", "D"),
         resolutions_bits=(8,),
         default_bits=8,
-        max_adc_by_bits={8: 32764},  # as pico-python scales (header says 32512)
+        max_adc_by_bits={8: 32512},  # PS6000_MAX_VALUE (pico-python scales with 32764: wrong)
         ranges_v=_ranges(0.05, 20.0),
         couplings=(Coupling.AC, Coupling.DC, Coupling.DC50),
         # 2^n/5 GHz (n<5), (n-4)/156.25 MHz
