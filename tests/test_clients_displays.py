@@ -27,15 +27,25 @@ PREFIX = "TCLI:"
 pytestmark = pytest.mark.ca
 
 
+CONFIG = ROOT / "configs" / "muon_lifetime.yaml"  # simulator, real-time, pulse filter + voltmeter
+
+
 def ioc_command(prefix: str) -> list[str]:
-    """Command line of the IOC the clients are tested against."""
-    return [sys.executable, str(ROOT / "clients" / "dev" / "fake_ioc.py"), "--prefix", prefix]
+    """Command line of the IOC the clients are tested against (the real one, simulated scope)."""
+    return [sys.executable, "-m", "picodaq_ioc", "--config", str(CONFIG), "--prefix", prefix]
+
+
+def start_ioc(prefix: str, workdir: Path) -> IOCProcess:
+    env = {"PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    return IOCProcess(ioc_command(prefix), env=env, log_path=str(workdir / f"{prefix[:-1]}.log"),
+                      cwd=str(workdir)).start()
 
 
 @pytest.fixture(scope="module")
 def ioc(tmp_path_factory):
-    log = tmp_path_factory.mktemp("ioc") / "ioc.log"
-    proc = IOCProcess(ioc_command(PREFIX), log_path=str(log)).start()
+    workdir = tmp_path_factory.mktemp("ioc")
+    log = workdir / f"{PREFIX[:-1]}.log"
+    proc = start_ioc(PREFIX, workdir)
     try:
         with ca_server(proc.port):
             import epics
@@ -71,16 +81,32 @@ def run_then_stop(min_events: int = 30) -> None:
     assert wait_for(lambda: caget("State_RBV", as_string=True) in ("Stopped", "Idle"), 10)
 
 
-def settle(display, names: list[str], timeout: float = 10.0) -> None:
-    """Wait until the display's cache holds what ``caget`` reads for each of ``names``."""
+def settle(display, names: list[str], timeout: float = 15.0, quiet: float = 0.6) -> None:
+    """Wait until the analysis has processed every event and the display's cache holds what
+    ``caget`` reads for each of ``names``, with no monitor update for ``quiet`` seconds."""
+    import time
+
+    differ: list[str] = []
+    state = {"counts": None, "since": 0.0}
+
     def same() -> bool:
+        if caget("Stats:Processed_RBV") != caget("Stats:Events_RBV"):
+            differ[:] = ["analysis still processing"]
+            return False
+        counts = [display.cache.updates(n) for n in names]
+        now = time.monotonic()
+        if counts != state["counts"]:
+            state["counts"], state["since"] = counts, now
+        differ.clear()
         for n in names:
             mine = display.cache.value(n)
-            if mine is None or not np.array_equal(np.asarray(mine), np.asarray(caget(n))):
-                return False
-        return True
+            ref = caget(n)
+            if mine is None or not np.array_equal(np.asarray(mine, dtype=float), np.asarray(ref, dtype=float),
+                                                  equal_nan=True):
+                differ.append(f"{n}: monitor {mine!r} caget {ref!r}")
+        return not differ and now - state["since"] >= quiet
 
-    assert wait_for(same, timeout), f"monitors did not deliver {names}"
+    assert wait_for(same, timeout), f"monitors did not deliver: {differ}"
 
 
 @pytest.fixture
@@ -97,6 +123,7 @@ def test_oscilloscope_draws_the_pv_arrays(ioc, tmp_path, close_after):
 
     caput("A:Enable", 1)
     caput("B:Enable", 1)
+    range_a = caget("A:Range_RBV")
     caput("A:Range", 0.15)
     osci = Oscilloscope(PREFIX)
     close_after(osci)
@@ -138,6 +165,7 @@ def test_oscilloscope_draws_the_pv_arrays(ioc, tmp_path, close_after):
     osci.update()
     assert list(osci.lines) == ["A"]
     caput("B:Enable", 1)
+    caput("A:Range", range_a)  # the configured window, for the pulse filter in later tests
 
 
 def test_voltmeter_bars_and_history(ioc, close_after):
@@ -146,8 +174,11 @@ def test_voltmeter_bars_and_history(ioc, close_after):
     vm = VoltMeter(PREFIX, interval=1.0)
     close_after(vm)
     run_then_stop()
-    settle(vm, ["VMeter:A:Mean_RBV", "VMeter:A:RMS_RBV", "VMeter:B:Mean_RBV", "A:Enable_RBV",
+    settle(vm, ["VMeter:A:Mean_RBV", "VMeter:A:RMS_RBV", "A:Enable_RBV", "B:Enable_RBV",
                 "VMeter:Updates_RBV"])
+    # the config's voltmeter measures channel A only: B (enabled) has no VMeter PVs and no bar
+    assert caget("B:Enable_RBV", as_string=True) == "On"
+    assert vm.enabled_channels() == ("A",)
     for k in range(3):
         vm.update(now=100.0 + k)
     mean_a, rms_a = caget("VMeter:A:Mean_RBV"), caget("VMeter:A:RMS_RBV")
@@ -155,6 +186,7 @@ def test_voltmeter_bars_and_history(ioc, close_after):
     assert vm.rms_bars[0].get_height() == pytest.approx(rms_a)
     assert f"A: mean {mean_a:+.4f} V" in vm.text.get_text()
     assert f"readings: {caget('VMeter:Updates_RBV')}" in vm.text.get_text()
+    assert vm.mean_bars[1].get_height() == 0.0 and "B:" not in vm.text.get_text()
     x, y = vm.hist_lines["A"].get_data()
     assert np.isfinite(y).sum() == 3 and y[-1] == pytest.approx(mean_a)
     np.testing.assert_allclose(x[-3:], [-2.0, -1.0, 0.0])
@@ -183,6 +215,24 @@ def test_rate_meter_history_follows_rate_pvs(ioc, close_after):
     settle(rm, ["Stats:Events_RBV", "Stats:RunTime_RBV"])
     rm.update(2000.0)
     assert f"events {caget('Stats:Events_RBV')}" in rm._suptitle.get_text()
+
+
+def test_rate_meter_draws_the_ioc_rate_history(ioc, close_after):
+    from picodaq_clients.rates import RateMeter
+
+    rm = RateMeter(PREFIX, source="ioc")
+    close_after(rm)
+    caput("Acquire", 1, wait=False)
+    # at least three completed 1 s bins in the IOC's history
+    assert wait_for(lambda: np.isfinite(caget("Rates:History_RBV")).sum() >= 3, 30)
+    caput("Acquire", 0)
+    settle(rm, ["Rates:History_RBV", "Rates:HistoryTime_RBV"])
+    rm.update()
+    x, y = rm.ioc_line.get_data()
+    np.testing.assert_array_equal(y, caget("Rates:History_RBV"))
+    np.testing.assert_array_equal(x, caget("Rates:HistoryTime_RBV"))
+    assert rm.ax.get_xlabel() == "time since run start (s)"
+    assert not rm.lines["Stats:TriggerRate_RBV"].get_visible()
 
 
 def test_bufman_buttons_drive_run_state(ioc, tmp_path, close_after):
@@ -216,7 +266,11 @@ def test_histograms_show_spectra_and_lifetime_fit(ioc, close_after):
 
     hs = Histograms(PREFIX)
     close_after(hs)
-    run_then_stop(100)
+    caput("Acquire", 1, wait=False)
+    # run until the live fit has a lifetime (muon decays in the simulated water tank)
+    assert wait_for(lambda: np.isfinite(caget("Pulse:Lifetime_RBV")) and caget("Pulse:FitEntries_RBV") >= 10,
+                    90)
+    caput("Acquire", 0)
     names = ["Pulse:Heights_RBV", "Pulse:HeightBins_RBV", "Pulse:DecayTimes_RBV",
              "Pulse:DecayBins_RBV", "Pulse:Lifetime_RBV", "Pulse:LifetimeErr_RBV",
              "Pulse:Background_RBV", "Pulse:FitEntries_RBV", "Pulse:FitMin_RBV", "Pulse:FitMax_RBV"]
@@ -276,7 +330,7 @@ def test_display_shows_disconnect_and_recovers(tmp_path):
     from picodaq_clients.osci import Oscilloscope
 
     prefix = "TKILL:"
-    ioc2 = IOCProcess(ioc_command(prefix), log_path=str(tmp_path / "ioc2.log")).start()
+    ioc2 = start_ioc(prefix, tmp_path)
     try:
         with ca_server(ioc2.port):
             osci = Oscilloscope(prefix)
@@ -314,7 +368,7 @@ def test_display_shows_disconnect_and_recovers(tmp_path):
 
 def test_console_commands_save_png_for_several_iocs(ioc, tmp_path):
     """``picodaq-osci --prefix P1 --prefix P2 --save`` as a user would run it, two IOCs."""
-    second = IOCProcess(ioc_command("TCLI2:"), log_path=str(tmp_path / "ioc3.log")).start()
+    second = start_ioc("TCLI2:", tmp_path)
     try:
         env = dict(second.env)
         env["EPICS_CA_ADDR_LIST"] = f"127.0.0.1:{ioc.port} 127.0.0.1:{second.port}"
