@@ -70,6 +70,12 @@ def test_screen_is_wellformed_with_known_widgets(screen):
     for w in root.findall("widget"):  # top level: inside the display
         assert int(w.findtext("x")) + int(w.findtext("width")) <= width
         assert int(w.findtext("y")) + int(w.findtext("height")) <= height
+    for g in root.iter("widget"):  # children inside their group (below its title bar)
+        if g.get("type") == "group":
+            gw, gh = int(g.findtext("width")), int(g.findtext("height"))
+            for c in g.findall("widget"):
+                assert int(c.findtext("x")) + int(c.findtext("width")) <= gw - 10, c.findtext("name")
+                assert int(c.findtext("y")) + int(c.findtext("height")) <= gh - 25, c.findtext("name")
     for a in root.iter("action"):
         assert a.get("type") in ("write_pv", "open_display")
         if a.get("type") == "open_display":

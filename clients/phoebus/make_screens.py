@@ -205,18 +205,18 @@ class Screen:
 
 # -- the three screens --------------------------------------------------------------------------
 def main_screen(served: set[str]) -> Screen:
-    s = Screen("picodaq $(P)", 1230, 870, served)
+    s = Screen("picodaq $(P)", 1230, 895, served)
     s.label(10, 8, 600, "picodaq  $(P)  - PicoScope pulse DAQ", h=28, bold=True)
     s.open_button(860, 8, 170, "Scope ...", "scope.bob")
     s.open_button(1040, 8, 170, "Analysis ...", "analysis.bob")
 
-    g = s.group(10, 45, 400, 170, "Device")
+    g = s.group(10, 45, 400, 180, "Device")
     for i, (leaf, lab) in enumerate((("Model_RBV", "model"), ("Backend_RBV", "backend"),
                                      ("Serial_RBV", "serial"), ("StatusMessage_RBV", "status"),
                                      ("IOC:HEARTBEAT", "heartbeat"))):
         s.readback_row(5, 5 + 25 * i, leaf, lab, parent=g, lw=90, rw=280)
 
-    g = s.group(420, 45, 390, 170, "Run control")
+    g = s.group(420, 45, 390, 180, "Run control")
     s.write_button(5, 5, 85, "Start", "Acquire", 1, parent=g)
     s.write_button(95, 5, 85, "Stop", "Acquire", 0, parent=g)
     s.write_button(185, 5, 85, "Pause", "Pause", 1, parent=g)
@@ -228,14 +228,14 @@ def main_screen(served: set[str]) -> Screen:
     s.readback_row(5, 100, "EventNumber_RBV", "event number", parent=g, lw=90, rw=150)
     s.readback_row(5, 125, "ArrayCounter_RBV", "arrays sent", parent=g, lw=90, rw=150)
 
-    g = s.group(820, 45, 400, 170, "Timebase")
+    g = s.group(820, 45, 400, 180, "Timebase")
     for i, (leaf, lab) in enumerate((("SampleInterval", "sample interval"), ("NumSamples", "samples"),
                                      ("PreTrigger", "pre-trigger"), ("NumSegments", "segments"))):
         s.setting_row(5, 5 + 25 * i, leaf, lab, parent=g, lw=110, sw=120, rw=140)
     s.readback_row(5, 105, "SampleRate_RBV", "sample rate", parent=g, lw=110, rw=140)
     s.readback_row(5, 127, "Duration_RBV", "record length", parent=g, lw=110, rw=140)
 
-    g = s.group(10, 225, 1210, 200, "Channels (setpoint / readback)")
+    g = s.group(10, 235, 1210, 200, "Channels (setpoint / readback)")
     for j, c in enumerate("ABCD"):
         s.label(90 + 280 * j, 0, 270, f"Channel {c}", parent=g)
     for i, (leaf, lab) in enumerate((("Enable", "enable"), ("Range", "range"), ("Coupling", "coupling"),
@@ -248,19 +248,19 @@ def main_screen(served: set[str]) -> Screen:
     for j, c in enumerate("ABCD"):
         s.led(90 + 280 * j, 133, f"{c}:Overflow_RBV", parent=g)
 
-    g = s.group(10, 435, 600, 190, "Trigger")
+    g = s.group(10, 445, 600, 190, "Trigger")
     for i, (leaf, lab) in enumerate((("Enable", "enable"), ("Source", "source"), ("Level", "level"),
                                      ("Direction", "direction"), ("Delay", "delay"),
                                      ("AutoTimeout", "auto timeout"))):
         s.setting_row(5, 5 + 25 * i, f"Trigger:{leaf}", lab, parent=g, lw=110, sw=200, rw=200)
 
-    g = s.group(620, 435, 600, 190, "Signal generator")
+    g = s.group(620, 445, 600, 190, "Signal generator")
     for i, (leaf, lab) in enumerate((("Enable", "enable"), ("Waveform", "waveform"),
                                      ("Frequency", "frequency"), ("Amplitude", "amplitude"),
                                      ("Offset", "offset"))):
         s.setting_row(5, 5 + 25 * i, f"SigGen:{leaf}", lab, parent=g, lw=110, sw=200, rw=200)
 
-    g = s.group(10, 635, 400, 225, "Buffer and publishing")
+    g = s.group(10, 645, 400, 240, "Buffer and publishing")
     s.setting_row(5, 5, "Buffer:Size", "ring slots", parent=g, lw=110, sw=110, rw=130)
     s.readback_row(5, 30, "Buffer:Filled_RBV", "filled", parent=g, lw=110, rw=130)
     s.label(5, 55, 110, "fill level", parent=g)
@@ -269,7 +269,7 @@ def main_screen(served: set[str]) -> Screen:
     s.setting_row(5, 110, "Waveform:MaxRate", "max publish", parent=g, lw=110, sw=110, rw=0)
     s.readback_row(5, 135, "Waveform:Rate_RBV", "publish rate", parent=g, lw=110, rw=130)
 
-    g = s.group(420, 635, 800, 225, "Statistics")
+    g = s.group(420, 645, 800, 240, "Statistics")
     rows = (("Stats:Triggers_RBV", "triggers"), ("Stats:Events_RBV", "events"),
             ("Stats:TriggerRate_RBV", "trigger rate"), ("Stats:EventRate_RBV", "event rate"),
             ("Stats:MeanTriggerRate_RBV", "mean trigger rate"), ("Stats:RunTime_RBV", "run time"),
