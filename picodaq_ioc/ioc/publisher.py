@@ -63,6 +63,7 @@ class WaveformPublisher:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._reset = threading.Event()
+        self._rate_changed = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._latest: Frame | None = None
@@ -80,6 +81,7 @@ class WaveformPublisher:
     @max_rate.setter
     def max_rate(self, value: float) -> None:
         self._max_rate = max(0.0, float(value))
+        self._rate_changed.set()
         self._wake.set()
 
     def new_run(self) -> None:
@@ -100,53 +102,66 @@ class WaveformPublisher:
             self._thread.join(timeout=5.0)
 
     # ------------------------------------------------------------- thread side
+    #: slowest publish rate honoured (a smaller positive MaxRate is treated as this)
+    MIN_RATE = 0.01
+
     def _run(self) -> None:
-        last = 0
-        next_t = 0.0
+        state = {"last": 0, "next_t": 0.0}
         while not self._stop.is_set():
-            if self._reset.is_set():
-                self._reset.clear()
-                last = 0
-            rate = self._max_rate
-            if rate <= 0:
-                self._wake.wait(0.5)
-                self._wake.clear()
-                continue
-            now = time.monotonic()
-            if now < next_t:
-                self._wake.wait(next_t - now)
-                self._wake.clear()
-                continue
             try:
-                batch = self.bm.wait_latest(last, 0.25)
-            except Exception:
+                if not self._step(state):
+                    return
+            except Exception:  # the publisher must never die: log, pause, go on
                 self.errors += 1
-                log.exception("wait_latest failed")
+                log.exception("waveform publisher error")
                 self._stop.wait(0.5)
-                continue
-            if batch is None or len(batch) == 0:
-                continue
-            number = int(batch.event_number[-1])
-            if number <= last:
-                continue
-            last = number
-            next_t = max(now, next_t) + 1.0 / rate
-            if next_t < time.monotonic():  # fell behind (slow loop): do not burst to catch up
-                next_t = time.monotonic() + 1.0 / rate
-            try:
-                frame = frame_from_batch(batch)
-            except Exception:
-                self.errors += 1
-                log.exception("preparing a waveform frame failed")
-                continue
-            self.frames_taken += 1
-            loop = self._loop
-            if loop is None or loop.is_closed():
-                return
-            try:
-                loop.call_soon_threadsafe(self._hand_over, frame)
-            except RuntimeError:  # loop closed during shutdown
-                return
+
+    def _step(self, state: dict) -> bool:
+        """One publishing step; False when the thread should end."""
+        if self._reset.is_set():
+            self._reset.clear()
+            state["last"] = 0
+        rate = self._max_rate
+        if not rate > 0:  # 0 (or NaN): publishing off
+            self._wake.wait(0.5)
+            self._wake.clear()
+            return True
+        period = 1.0 / max(rate, self.MIN_RATE)
+        now = time.monotonic()
+        if self._rate_changed.is_set():  # a new MaxRate: the next frame is due one new period from now
+            self._rate_changed.clear()
+            state["next_t"] = min(state["next_t"], now + period)
+        if now < state["next_t"]:
+            # bounded waits: a new MaxRate or a stop takes effect within a second
+            self._wake.wait(min(state["next_t"] - now, 1.0))
+            self._wake.clear()
+            return True
+        try:
+            batch = self.bm.wait_latest(state["last"], 0.25)
+        except Exception:
+            self.errors += 1
+            log.exception("wait_latest failed")
+            self._stop.wait(0.5)
+            return True
+        if batch is None or len(batch) == 0:
+            return True
+        number = int(batch.event_number[-1])
+        if number <= state["last"]:
+            return True
+        state["last"] = number
+        state["next_t"] = max(now, state["next_t"]) + period
+        if state["next_t"] < time.monotonic():  # fell behind (slow loop): do not burst to catch up
+            state["next_t"] = time.monotonic() + period
+        frame = frame_from_batch(batch)
+        self.frames_taken += 1
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return False
+        try:
+            loop.call_soon_threadsafe(self._hand_over, frame)
+        except RuntimeError:  # loop closed during shutdown
+            return False
+        return True
 
     # ------------------------------------------------------------- loop side
     def _hand_over(self, frame: Frame) -> None:
