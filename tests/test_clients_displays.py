@@ -201,15 +201,20 @@ def test_rate_meter_history_follows_rate_pvs(ioc, close_after):
     assert wait_for(lambda: rm.cache.all_connected(rm.required), 10)
     seen = []
     assert wait_for(lambda: rm.cache.value("Stats:TriggerRate_RBV", 0) > 0, 20)
-    # sample while running: every history point is the cached PV value at that frame
+    # sample while running: every history point is the monitored PV value at that frame
     for k in range(5):
-        wait_for(lambda: False, 0.2)
-        now = 1000.0 + 0.2 * k
-        expected = rm.cache.value("Stats:TriggerRate_RBV")
-        rm.update(now)
-        seen.append(expected)
-    _, y = rm.lines["Stats:TriggerRate_RBV"].get_data()
-    np.testing.assert_allclose(y[-5:], seen)
+        # next frame once the IOC has published a new rate value
+        last = rm.cache.updates("Stats:TriggerRate_RBV")
+        assert wait_for(lambda last=last: rm.cache.updates("Stats:TriggerRate_RBV") > last, 10)
+        before = rm.cache.value("Stats:TriggerRate_RBV")
+        rm.update(1000.0 + 0.2 * k)
+        after = rm.cache.value("Stats:TriggerRate_RBV")  # a monitor may land during the frame
+        drawn = rm.lines["Stats:TriggerRate_RBV"].get_data()[1][-1]
+        assert drawn in (before, after)
+        seen.append(drawn)
+    x, y = rm.lines["Stats:TriggerRate_RBV"].get_data()
+    np.testing.assert_array_equal(y[-5:], seen)
+    np.testing.assert_allclose(x[-5:], [-0.8, -0.6, -0.4, -0.2, 0.0], atol=1e-9)
     assert max(seen) > 0
     caput("Acquire", 0)
     settle(rm, ["Stats:Events_RBV", "Stats:RunTime_RBV"])
