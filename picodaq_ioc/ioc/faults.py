@@ -168,7 +168,8 @@ class FaultGroup(PVGroup):
         doc_t = json.dumps(to_jsonable({"truth": truth, "stats": stats}))
         await self.Applied_RBV.write(doc_a[: JSON_MAX - 1])
         await self.Truth_RBV.write(doc_t[: JSON_MAX - 1])
-        await self.MemTop_RBV.write(json.dumps(self._memory_growth())[: JSON_MAX - 1])
+        growth = await asyncio.to_thread(self._memory_growth)
+        await self.MemTop_RBV.write(json.dumps(growth)[: JSON_MAX - 1])
 
     def _memory_growth(self, n: int = 12) -> list[dict[str, Any]]:
         """Allocation sites that grew most since the previous call (tracemalloc, if tracing)."""
