@@ -391,3 +391,12 @@ def test_console_commands_save_png_for_several_iocs(ioc, tmp_path):
                 assert f"saved {png} (online)" in r.stdout
     finally:
         second.stop()
+
+
+def test_console_entry_point_names_missing_dependencies(monkeypatch, capsys):
+    from picodaq_clients import cli
+
+    monkeypatch.setitem(cli.REQUIRED, "picodaq_no_such_module", "no-such-dist")
+    assert cli.osci(["--prefix", PREFIX]) == 2
+    err = capsys.readouterr().err
+    assert "picodaq-osci: missing no-such-dist" in err and "pip install 'picodaq-ioc[clients]'" in err
