@@ -68,6 +68,8 @@ class Display:
 
     title = "picodaq"
     figsize: tuple[float, float] = (8.0, 5.0)
+    #: frame rate of the console command unless ``--fps`` is given
+    default_fps = 5.0
 
     def __init__(self, prefix: str = "PICO:", *, fig: Figure | SubFigure | None = None,
                  cache: PVCache | None = None) -> None:
@@ -154,8 +156,8 @@ def add_common_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--prefix", action="append", default=None, metavar="P",
                     help="IOC prefix, e.g. PICO: (repeat for several IOCs; one window each). "
                          "Default PICO:")
-    ap.add_argument("--fps", type=float, default=5.0,
-                    help="maximum redraw rate in frames per second (default 5)")
+    ap.add_argument("--fps", type=float, default=None,
+                    help="maximum redraw rate in frames per second (default 5; dashboard 2)")
     ap.add_argument("--save", metavar="PNG", default=None,
                     help="headless: wait for the IOC, draw --frames frames, save the image "
                          "(one file per prefix: {prefix} in the name is replaced) and exit")
@@ -225,5 +227,5 @@ def main_for(factory: Callable[..., Display], description: str,
             ok &= save_when_ready(d, path, args.frames, args.timeout)
             print(f"saved {path} ({'online' if d.online else 'DISCONNECTED'})")
         return 0 if ok else 1
-    run(displays, args.fps)
+    run(displays, args.fps if args.fps is not None else getattr(factory, "default_fps", 5.0))
     return 0
