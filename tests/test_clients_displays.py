@@ -400,3 +400,20 @@ def test_console_entry_point_names_missing_dependencies(monkeypatch, capsys):
     assert cli.osci(["--prefix", PREFIX]) == 2
     err = capsys.readouterr().err
     assert "picodaq-osci: missing no-such-dist" in err and "pip install 'picodaq-ioc[clients]'" in err
+
+
+def test_gui_timer_drives_update_at_the_frame_rate(ioc, close_after):
+    """The console commands' loop: a matplotlib timer per window calling ``update``."""
+    from picodaq_clients.base import run
+    from picodaq_clients.bufman import BufferManagerPanel
+
+    bm = BufferManagerPanel(PREFIX)
+    close_after(bm)
+    anims = run([bm], fps=4.0, show=lambda: None)
+    assert len(anims) == 1 and anims[0].event_source.interval == 250
+    assert wait_for(lambda: bm.cache.all_connected(bm.required), 10)
+    before = bm.frames
+    for _ in range(3):
+        anims[0]._step()  # what the timer does on each tick
+    assert bm.frames >= before + 3 and bm.online  # (the first tick may also draw the init frame)
+    assert bm.state_text.get_text() == f"state: {caget('State_RBV', as_string=True)}"

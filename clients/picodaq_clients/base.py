@@ -166,8 +166,23 @@ def add_common_args(ap: argparse.ArgumentParser) -> None:
                     help="--save: seconds to wait for the IOC (default 10)")
 
 
-def run(displays: Iterable[Display], fps: float) -> None:
-    """Drive the displays with matplotlib timers at ``fps`` frames/s until the windows close."""
+def run(displays: Iterable[Display], fps: float, show: Callable[[], Any] | None = None) -> list:
+    """Drive the displays with matplotlib timers at ``fps`` frames/s until the windows close.
+
+    Parameters
+    ----------
+    displays : iterable of Display
+        One window (figure) each.
+    fps : float
+        Frames per second (the timer interval is ``1000/fps`` ms).
+    show : callable, optional
+        Event loop to enter (default ``matplotlib.pyplot.show``).
+
+    Returns
+    -------
+    list of FuncAnimation
+        The animations driving the displays (alive while referenced).
+    """
     import matplotlib.pyplot as plt
     from matplotlib.animation import FuncAnimation
 
@@ -175,18 +190,17 @@ def run(displays: Iterable[Display], fps: float) -> None:
     anims = []
     for d in displays:
         root = d.fig.figure if isinstance(d.fig, SubFigure) else d.fig
-        try:
-            root.canvas.manager.set_window_title(f"{d.title} - {d.prefix}")
-        except AttributeError:
-            pass
+        manager = getattr(root.canvas, "manager", None)
+        if manager is not None:
+            manager.set_window_title(f"{d.title} - {d.prefix}")
 
         def frame(_i: int, d: Display = d) -> list:
             d.update()
             return []
 
         anims.append(FuncAnimation(root, frame, interval=interval_ms, cache_frame_data=False))
-    plt.show()
-    del anims
+    (show or plt.show)()
+    return anims
 
 
 def save_when_ready(display: Display, path: str, frames: int, timeout: float,
