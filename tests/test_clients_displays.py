@@ -417,3 +417,15 @@ def test_gui_timer_drives_update_at_the_frame_rate(ioc, close_after):
         anims[0]._step()  # what the timer does on each tick
     assert bm.frames >= before + 3 and bm.online  # (the first tick may also draw the init frame)
     assert bm.state_text.get_text() == f"state: {caget('State_RBV', as_string=True)}"
+
+
+def test_clients_import_no_ioc_code():
+    """The clients are separate CA processes: importing every display loads no IOC/server code."""
+    code = ("import sys, matplotlib; matplotlib.use('Agg');"
+            "import picodaq_clients.dashboard, picodaq_clients.cli, picodaq_clients.ophyd_device;"
+            "bad = sorted(m for m in sys.modules if m.startswith(('picodaq_ioc', 'caproto.server', 'ophyd')));"
+            "print(bad); sys.exit(1 if bad else 0)")
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "clients"))
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+                       cwd=str(ROOT / "clients"))
+    assert r.returncode == 0, r.stdout + r.stderr
