@@ -120,3 +120,32 @@ def test_disconnect_from_the_subscription_task_itself_does_not_raise():
     with pytest.raises((RuntimeError, asyncio.CancelledError)):
         asyncio.run(scenario(caproto_fixes._ORIGINAL_ON_DISCONNECT))
     assert common.VirtualCircuit._on_disconnect is not None
+
+
+def test_a_failing_startup_is_reported_not_fatal():
+    """caproto shuts the server down when a startup hook raises (research notes §0 finding 9):
+    the IOC's hook catches, logs, and shows the failure with a MAJOR alarm."""
+    from caproto import AlarmSeverity
+
+    from picodaq_ioc.ioc.app import build_ioc_class
+    from picodaq_ioc.ioc.publisher import WaveformPublisher
+    from picodaq_ioc.scope import models
+
+    class _BrokenCtl:
+        listeners: list = []
+        run_listeners: list = []
+
+        @property
+        def info(self):
+            raise RuntimeError("scope vanished while starting")
+
+    group = build_ioc_class(models.scope_info("2000a"))(prefix="UNIT:")
+    group.attach(_BrokenCtl(), WaveformPublisher(bm=None), "sim")
+    try:
+        asyncio.run(group.__ainit__(None))  # returns instead of raising
+    finally:
+        caproto_fixes.on_refused = None
+    status = group.device.status
+    assert "Startup failed" in str(status.value) and "scope vanished" in str(status.value)
+    assert status.alarm.severity == AlarmSeverity.MAJOR_ALARM
+    assert group.acq.state.value == "Error"
