@@ -191,5 +191,64 @@ def test_pyepics_libca_sees_rights(acf_ioc) -> None:
     assert float(lines["VALUE"]) != 9.0
 
 
+REAL_CONFIG = {
+    "device": {"backend": "sim", "model": "2000a"},
+    "channels": {"A": {"range": 0.2, "coupling": "DC"}},
+    "timebase": {"sample_interval": 8.0e-9, "samples": 200, "pretrigger": 0.1},
+    "trigger": {"enabled": True, "source": "A", "level": -0.02, "direction": "Falling", "auto_timeout": 0.2},
+    "simulation": {"seed": 1, "realtime": True,
+                   "sources": [{"kind": "muon", "channels": ["A"], "rate": 50.0, "amplitude": -0.08}]},
+}
+
+
+def test_real_ioc_with_example_acf(ioc_factory) -> None:
+    """The IOC with configs/example.acf: operators set A:Range, a guest is refused; the IOC
+    administration PVs (ASG EXPERT) need alice on a lab host; readbacks stay read-only."""
+    import caproto as ca
+    from reliability_helpers import REPO, connect_when_ready
+
+    h = ioc_factory(REAL_CONFIG, ["--acf", str(REPO / "configs" / "example.acf"), "--no-autosave"])
+    op = connect_when_ready(h.port, h.pv("A:Range"), user="operator", host="somepc")
+    guest = connect_when_ready(h.port, h.pv("A:Range"), user="guest", host="somepc")
+    alice = connect_when_ready(h.port, h.pv("IOC:SYSRESET"), user="alice", host="localhost")
+    try:
+        rw = ca.AccessRights.READ | ca.AccessRights.WRITE
+        assert op.chans[h.pv("A:Range")].access_rights == rw
+        assert guest.chans[h.pv("A:Range")].access_rights == ca.AccessRights.READ
+        assert op.put(h.pv("A:Range"), 0.1) == (True, "ok")
+        wait_until(lambda: float(op.value(h.pv("A:Range_RBV"))) == pytest.approx(0.1), 10, what="RBV")
+        ok, msg = guest.put(h.pv("A:Range"), 0.5)
+        assert not ok and "cannot write" in msg
+        assert float(guest.value(h.pv("A:Range_RBV"))) == pytest.approx(0.1)  # guests still read
+        # ASG(EXPERT): an operator may not touch IOC administration, alice on a lab host may
+        op.connect(h.pv("IOC:SYSRESET"), h.pv("A:Range_RBV"))
+        assert op.chans[h.pv("IOC:SYSRESET")].access_rights == ca.AccessRights.READ
+        assert alice.chans[h.pv("IOC:SYSRESET")].access_rights == rw
+        assert op.put(h.pv("IOC:SYSRESET"), 0)[0] is False
+        assert alice.put(h.pv("IOC:SYSRESET"), 0) == (True, "ok")  # 0: no reset
+        assert op.chans[h.pv("A:Range_RBV")].access_rights == ca.AccessRights.READ
+        assert op.put(h.pv("A:Range_RBV"), 0.5)[0] is False
+    finally:
+        for c in (op, guest, alice):
+            c.close()
+    log = h.log()
+    assert f"put refused {h.pv('A:Range')} requested=0.5 by guest@somepc" in log
+    assert "no write access (ASG DEFAULT)" in log and "no write access (ASG EXPERT)" in log
+
+
+def test_bad_acf_is_a_clear_startup_error(tmp_path) -> None:
+    import os
+
+    from reliability_helpers import REPO
+
+    bad = tmp_path / "lab.acf"
+    bad.write_text("UAG(ops) { alice }\nASG(DEFAULT) {\n    RULE(1, WRIT)\n}\n")
+    rc, out, err = run_client([sys.executable, "-m", "picodaq_ioc", "--acf", str(bad), "--no-autosave"],
+                              ca_env(free_port(), os.environ | {"PYTHONPATH": str(REPO)}))
+    assert rc == 2, (rc, out, err)
+    assert f"{bad}:3: unknown access 'WRIT'; allowed: NONE, READ, WRITE, RPC" in err
+    assert "Traceback" not in err
+
+
 if __name__ == "__main__":
     _serve(sys.argv[1], sys.argv[2], sys.argv[3])

@@ -55,6 +55,7 @@ __all__ = [
     "AccessSecurity",
     "Rule",
     "apply_acf",
+    "default_asg_map",
     "install_security",
     "load_acf",
     "parse_acf",
@@ -470,11 +471,19 @@ def apply_acf(pvdb: Mapping[str, Any], acf: AccessSecurity, asg_for_pv: AsgMap =
     return applied
 
 
-def install_security(pvdb: Mapping[str, Any], args: Any) -> AccessSecurity | None:
+def default_asg_map(prefix: str) -> dict[str, str]:
+    """The IOC's PV -> ASG mapping: IOC administration (``<prefix>IOC:*``, e.g. ``SYSRESET``)
+    and the test-only fault PVs (``<prefix>Test:*``) are in ``ASG(EXPERT)``, everything else
+    in ``ASG(DEFAULT)``. A file without ``ASG(EXPERT)`` puts them in ``DEFAULT`` too."""
+    return {f"{prefix}IOC:*": "EXPERT", f"{prefix}Test:*": "EXPERT"}
+
+
+def install_security(pvdb: Mapping[str, Any], args: Any, prefix: str = "") -> AccessSecurity | None:
     """CLI hook: apply ``--acf FILE`` (``args.acf``) to ``pvdb``; no-op without it.
 
     Without ``--acf`` the IOC is unchanged: every client that can reach it (loopback by
-    default) may read and write every writable PV.
+    default) may read and write every writable PV. With it, PVs are mapped to access security
+    groups by :func:`default_asg_map` (``args.acf_map``, a ``{pattern: asg}`` mapping, overrides).
 
     Raises
     ------
@@ -486,6 +495,8 @@ def install_security(pvdb: Mapping[str, Any], args: Any) -> AccessSecurity | Non
         return None
     acf = load_acf(path)
     mapping = getattr(args, "acf_map", None)
+    if mapping is None:
+        mapping = {pat: asg for pat, asg in default_asg_map(prefix).items() if asg in acf.asgs}
     apply_acf(pvdb, acf, mapping)
     log.info("access security from %s: groups %s", acf.filename, ", ".join(acf.asgs) or "none")
     return acf

@@ -62,7 +62,7 @@ def install(group: Any, args: Any) -> Reliability:
 
         rel.faults = faults.install_faults(group)
     try:
-        rel.acf = access.install_security(pvdb, args)
+        rel.acf = access.install_security(pvdb, args, prefix=getattr(group, "prefix", ""))
     except access.AcfError as exc:
         raise ReliabilityError(f"error: --acf: {exc}") from None
     rel.putlog = putlog.install_putlog(pvdb, getattr(args, "putlog", None))
