@@ -101,5 +101,46 @@ def test_corrupt_file_is_reported_not_fatal(tmp_path) -> None:
     assert (tmp_path / "lab.autosave.json.bad").read_text().endswith(",,}}")
 
 
+REAL_CONFIG = {
+    "device": {"backend": "sim", "model": "2000a"},
+    "channels": {"A": {"range": 0.2, "coupling": "DC"}, "B": {"range": 0.5, "coupling": "AC"}},
+    "timebase": {"sample_interval": 8.0e-9, "samples": 200, "pretrigger": 0.1},
+    "trigger": {"enabled": True, "source": "A", "level": -0.02, "direction": "Falling", "auto_timeout": 0.2},
+    "simulation": {"seed": 1, "realtime": True,
+                   "sources": [{"kind": "muon", "channels": ["A"], "rate": 50.0, "amplitude": -0.08}]},
+}
+
+
+def test_real_ioc_restores_settings_not_run_control(ioc_factory, tmp_path) -> None:
+    from reliability_helpers import connect_when_ready
+
+    path = tmp_path / "lab.autosave.json"
+    args = ["--autosave", str(path)]
+    h = ioc_factory(REAL_CONFIG, args)
+    c = connect_when_ready(h.port, h.pv("State_RBV"), user="autosave")
+    for name, value in (("A:Range", 0.1), ("B:Coupling", "DC"), ("Trigger:Level", -0.03), ("NumSamples", 300),
+                        ("Acquire", "Start")):
+        ok, msg = c.put(h.pv(name), value)
+        assert ok, (name, msg)
+    wait_until(lambda: path.exists() and json.loads(path.read_text())["settings"].get("NumSamples") == 300,
+               15, what="autosave file")
+    saved = json.loads(path.read_text())["settings"]
+    assert saved["A:Range"] == 0.1 and saved["B:Coupling"] == "DC" and saved["Trigger:Level"] == -0.03
+    assert "Acquire" not in saved and not any(k.endswith("_RBV") for k in saved)
+    c.close()
+    assert h.stop() == 0
+    h2 = ioc_factory(REAL_CONFIG, args)
+    c = connect_when_ready(h2.port, h2.pv("State_RBV"), user="autosave")
+    try:
+        wait_until(lambda: float(c.value(h2.pv("A:Range_RBV"))) == 0.1, 15, what="restored A:Range")
+        assert c.value(h2.pv("B:Coupling_RBV")) == "DC"
+        assert float(c.value(h2.pv("Trigger:Level_RBV"))) == -0.03
+        assert int(c.value(h2.pv("NumSamples_RBV"))) == 300
+        assert c.value(h2.pv("State_RBV")) in ("Idle", "Stopped")  # run control is not restored
+    finally:
+        c.close()
+    assert "autosave:" in h2.log() and "restored" in h2.log()
+
+
 if __name__ == "__main__":
     _serve(sys.argv[1], sys.argv[2])
