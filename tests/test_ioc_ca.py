@@ -83,6 +83,11 @@ def test_identity_and_initial_readbacks(ioc):
     # metadata: units, precision and limits over CA (DBR_CTRL)
     r = run_tool("cainfo", [ioc.pv("A:Range")], ioc.env)
     assert "DBF_DOUBLE" in r.stdout
+    # the record fields answer like an EPICS record's
+    assert get(ioc, "A:Range.EGU") == "V"
+    assert float(get(ioc, "A:Range.DRVH")) == 20.0 and float(get(ioc, "A:Range.DRVL")) == 0.02
+    assert get(ioc, "A:Range.DESC").startswith("Channel A input range")
+    assert get(ioc, "State_RBV.ZRST") == "Idle"
 
 
 def test_range_snaps_up_on_a_2000a(ioc):

@@ -33,6 +33,7 @@ from .groups.timebase import make_timebase_group
 from .groups.trigger import make_trigger_group
 from .groups.waveform import WaveformGroup
 from .publisher import Frame, WaveformPublisher
+from .pvspec import fill_record_fields
 
 log = logging.getLogger("picodaq_ioc.ioc")
 
@@ -94,6 +95,7 @@ class PicoDAQIOC(PVGroup):
             ctl = self.ctl
             assert ctl is not None, "attach() a controller first"
             await self.device.show_info(ctl.info, self.backend_name)
+            await fill_record_fields(self.pvdb)
             for g in self.setting_groups():
                 await g.show_requested(ctl)
             await self.buffer.show_requested(ctl)

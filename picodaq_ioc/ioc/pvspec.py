@@ -146,6 +146,29 @@ def finite(value: Any, what: str) -> float:
     return v
 
 
+async def fill_record_fields(pvdb: dict) -> int:
+    """Copy units and control limits into the record fields caproto does not link
+    (``PV.EGU``, ``PV.DRVH``, ``PV.DRVL``), so ``caget PICO:A:Range.EGU`` answers like an
+    EPICS record. Returns the number of fields written."""
+    n = 0
+    for data in pvdb.values():
+        fields = getattr(data, "field_inst", None)
+        if fields is None:
+            continue
+        units = getattr(data, "units", "")
+        egu = getattr(fields, "engineering_units", None)
+        if egu is not None and units:
+            await egu.write(str(units)[:15], verify_value=False)
+            n += 1
+        lo, hi = getattr(data, "lower_ctrl_limit", None), getattr(data, "upper_ctrl_limit", None)
+        drvh, drvl = getattr(fields, "drive_high_limit", None), getattr(fields, "drive_low_limit", None)
+        if drvh is not None and drvl is not None and lo is not None and hi is not None and lo != hi:
+            await drvh.write(float(hi), verify_value=False)
+            await drvl.write(float(lo), verify_value=False)
+            n += 2
+    return n
+
+
 # ------------------------------------------------------------------------------------
 # introspection for db/ and docs generation
 # ------------------------------------------------------------------------------------
