@@ -89,11 +89,15 @@ def db_text(pvs: Iterable[PVInfo], what: str, file: str) -> str:
     return HEADER.format(what=what, file=file) + "\n" + body + "\n"
 
 
+def _fmt(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() and abs(v) < 1e12 else f"{v:g}"
+
+
 def _limits(pv: PVInfo) -> str:
     if pv.ctrl_low is not None:
-        return f"{pv.ctrl_low:g} … {pv.ctrl_high:g}"
+        return f"{_fmt(pv.ctrl_low)} … {_fmt(pv.ctrl_high)}"
     if pv.disp_low is not None:
-        return f"({pv.disp_low:g} … {pv.disp_high:g})"
+        return f"({_fmt(pv.disp_low)} … {_fmt(pv.disp_high)})"
     return ""
 
 
