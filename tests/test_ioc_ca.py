@@ -326,6 +326,9 @@ def test_client_churn_at_full_publish_rate_keeps_every_monitor_alive(ioc):
         mark = dict(counts)
         wait_for(lambda: counts["wf"] > mark["wf"] + 10 and counts["ev"] > mark["ev"] + 2, 10, 0.05,
                  "monitors still updating after the churn")
+        # every departed client was dropped by the server: only pyepics' circuit and this caget remain
+        wait_for(lambda: int(get(ioc, "IOC:CA_CLNT_CNT")) <= 2, 10, 0.3, "IOC:CA_CLNT_CNT back to <= 2")
+        assert int(get(ioc, "IOC:CA_CONN_CNT")) >= 2  # the two monitored channels at least
         # and a new client still gets monitor updates
         p = popen_tool("camonitor", [ioc.pv("EventNumber_RBV")], ioc.env, stdout=subprocess.PIPE,
                        stderr=subprocess.DEVNULL)
@@ -362,3 +365,12 @@ def test_numeric_pvs_carry_units_precision_and_limits(ioc):
     for p in (info, enum, fill):
         p.disconnect()
     assert not math.isnan(getf(ioc, "MaxSampleRate_RBV"))
+
+
+def test_the_ioc_log_has_no_traceback(ioc):
+    """Runs last in this module: nothing above made the IOC log an unexpected exception."""
+    put_ok(ioc, "NumEvents", 10)
+    put_ok(ioc, "Acquire", "Start", timeout=60)
+    log = ioc.log()
+    assert "Traceback" not in log, log[log.find("Traceback") - 500: log.find("Traceback") + 3000]
+    assert ioc.alive()

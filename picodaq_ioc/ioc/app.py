@@ -33,7 +33,7 @@ from .groups.timebase import make_timebase_group
 from .groups.trigger import make_trigger_group
 from .groups.waveform import WaveformGroup
 from .publisher import Frame, WaveformPublisher
-from .pvspec import fill_record_fields
+from .pvspec import fill_record_fields, write_if_changed
 
 log = logging.getLogger("picodaq_ioc.ioc")
 
@@ -59,6 +59,8 @@ class PicoDAQIOC(PVGroup):
         #: ``async fn(old_state, new_state)`` called when a run ends (summary writers)
         self.run_end_hooks: list[Any] = []
         self.runner: Any = None
+        #: the caproto server Context (set by the CLI): client counts for IOC:CA_CLNT_CNT
+        self.server_context: Any = None
         self._last_state: RunState | None = None
         self._device_error_seen: str | None = None
         self._reconnects_at_error: int | None = None
@@ -162,10 +164,23 @@ class PicoDAQIOC(PVGroup):
         await self.buffer.show_stats(st)
         await self.acq.show_state(st.state)
         await self.wf.show_rate(self.publisher.rate())
+        await self._show_clients()
         if st.state != self._last_state:
             old, self._last_state = self._last_state, st.state
             await self._state_changed(old, st.state)
         await self._watch_device()
+
+    async def _show_clients(self) -> None:
+        """IOC:CA_CLNT_CNT / IOC:CA_CONN_CNT (caproto's StatusHelper leaves them at 0)."""
+        ctx = self.server_context
+        if ctx is None:
+            return
+        circuits = [c for c in list(ctx.circuits) if getattr(c, "connected", True)]
+        n_chan = sum(len(getattr(c.circuit, "channels", {})) for c in circuits)
+        for name, value in (("IOC:CA_CLNT_CNT", len(circuits)), ("IOC:CA_CONN_CNT", n_chan)):
+            pv = self.pvdb.get(self.prefix + name)
+            if pv is not None:
+                await write_if_changed(pv, value)
 
     async def _watch_device(self) -> None:
         """Device trouble during a run (unplugged, reconnecting) -> StatusMessage_RBV MAJOR;

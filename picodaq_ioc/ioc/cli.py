@@ -252,6 +252,7 @@ async def serve(group, interfaces: list[str], summary_path: str | None) -> None:
     group.run_end_hooks.append(on_run_end)
 
     ctx = Context(group.pvdb, interfaces)
+    group.server_context = ctx
     server = loop.create_task(ctx.run(log_pv_names=False, startup_hook=group.__ainit__))
     waiter = loop.create_task(stop.wait())
     await asyncio.wait({server, waiter}, return_when=asyncio.FIRST_COMPLETED)

@@ -68,9 +68,12 @@ class AcquisitionGroup(PicoGroup):
     async def refresh_state(self) -> None:
         refresh = getattr(self.root, "refresh_status", None)
         if refresh is not None:
-            await refresh()  # statistics are final when a put-callback completes
-        else:
-            await self.show_state(self.ctl.state)
+            try:
+                await refresh()  # statistics are final when a put-callback completes
+                return
+            except Exception:  # a display update must never fail the put
+                log.exception("status refresh failed")
+        await self.show_state(self.ctl.state)
 
     async def show_state(self, state: RunState) -> None:
         name = state.value
