@@ -219,6 +219,7 @@ def test_acquire_with_numevents_completes_after_the_events_and_stats_match(ioc):
     assert live_time == pytest.approx(rec["live_time"], rel=1e-6, abs=1e-6)
     assert getf(ioc, "Stats:LiveFraction_RBV") == pytest.approx(100.0 * rec["live_fraction"], abs=1e-4)
     assert getf(ioc, "Stats:DeadTime_RBV") == pytest.approx(run_time - live_time, abs=1e-5)
+    assert getf(ioc, "Stats:MeanTriggerRate_RBV") == pytest.approx(rec["mean_trigger_rate"], rel=1e-4)
     assert 0.0 < rec["live_fraction"] <= 1.0
     # Stats:Reset zeroes the shown counters
     put_ok(ioc, "Stats:Reset", "Reset")
