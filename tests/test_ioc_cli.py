@@ -165,3 +165,14 @@ def test_analysis_module_results_and_commands_as_pvs(ioc_factory, tmp_path):
     wait_for(lambda: int(caget(env, ioc.pv("Dummy:Count_RBV"))) == 0, 10, 0.1, "Dummy:Count_RBV reset")
     assert caput(env, ioc.pv("Dummy:Reset"), "nan", callback=True).returncode != 0
     assert ioc.alive()
+
+
+@pytest.mark.parametrize("entry, words", [({"module": "nosuchmodule"}, ["nosuchmodule", "allowed"]),
+                                          ({"module": "pulse", "prefix": "Trigger"}, ["Trigger", "already used"])])
+def test_bad_analysis_entry_is_one_line_without_traceback(tmp_path, entry, words):
+    cfg = tmp_path / "an.yaml"
+    cfg.write_text(json.dumps({"analysis": [entry]}))
+    r = run_cli(["--config", str(cfg), "--no-autosave"], cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and all(w in r.stderr for w in words), r.stderr

@@ -199,7 +199,10 @@ def session_modules(session, cfg) -> tuple[list[Any], Any, Any]:
     if runner is None and cfg.analysis:
         from ..analysis.runner import AnalysisRunner
 
-        runner = AnalysisRunner(session.bm, cfg.analysis)
+        try:
+            runner = AnalysisRunner(session.bm, cfg.analysis)
+        except (ValueError, TypeError, ImportError) as ex:  # AnalysisConfigError is a ValueError
+            raise UserError(f"error: analysis: {ex}", 2) from None
     if runner is None:
         return [], None, None
     errors = getattr(runner, "errors", None)
@@ -313,6 +316,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     from ..config.convert import scope_settings
+    from ..scope.types import ChannelConfig
     from . import caproto_fixes
     from .app import build_ioc_class
     from .controller import Controller
@@ -322,11 +326,13 @@ def run(args: argparse.Namespace) -> int:
     session = open_session(cfg)
     try:
         modules, runner, errors = session_modules(session, cfg)
-        cls = build_ioc_class(session.info, max_samples=max_samples, analysis_modules=modules)
+        try:
+            cls = build_ioc_class(session.info, max_samples=max_samples, analysis_modules=modules)
+        except ValueError as ex:  # e.g. an analysis prefix that clashes with the IOC's own
+            raise UserError(f"error: {ex}", 2) from None
         group = cls(prefix=args.prefix)
         channels, timebase, trigger, siggen = scope_settings(cfg)
-        channels = {ch: channels.get(ch) or type(next(iter(channels.values())))(enabled=False)
-                    for ch in session.info.channels}
+        channels = {ch: channels.get(ch) or ChannelConfig(enabled=False) for ch in session.info.channels}
         ctl = Controller(session, channels, timebase, trigger, siggen,
                          max_ring_bytes=int(args.max_ring_mb * 2**20))
         publisher = WaveformPublisher(session.bm, max_rate=args.max_rate)
