@@ -165,7 +165,22 @@ def test_oscilloscope_draws_the_pv_arrays(ioc, tmp_path, close_after):
     osci.update()
     assert list(osci.lines) == ["A"]
     caput("B:Enable", 1)
+
+    # a range below the muon pulses (-0.2 V on average): the ADC clips, the panel says so
+    offset_a = caget("A:Offset_RBV")
+    caput("A:Offset", 0.0)  # ±0.4 V offset is not allowed on the ±50 mV range
+    assert wait_for(lambda: caget("A:Offset_RBV") == 0.0, 10)
+    caput("A:Range", 0.05)
+    assert wait_for(lambda: caget("A:Range_RBV") == pytest.approx(0.05), 10)
+    caput("Acquire", 1, wait=False)
+    assert wait_for(lambda: osci.cache.string("A:Overflow_RBV") == "Yes", 30)
+    caput("Acquire", 0)
+    osci.update()
+    assert osci.axes["A"].get_ylabel().endswith("OVER RANGE")
+    assert osci.axes["A"].yaxis.label.get_color() == "red"
     caput("A:Range", range_a)  # the configured window, for the pulse filter in later tests
+    caput("A:Offset", offset_a)
+    assert wait_for(lambda: caget("A:Offset_RBV") == pytest.approx(offset_a), 10)
 
 
 def test_voltmeter_bars_and_history(ioc, close_after):

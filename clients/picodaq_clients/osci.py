@@ -68,7 +68,8 @@ class Oscilloscope(Display):
                  "Stats:TriggerRate_RBV", "Trigger:Enable_RBV", "Trigger:Source_RBV",
                  "Trigger:Level_RBV", "Trigger:Direction_RBV"]
         for c in CHANNELS:
-            names += [f"{c}:Enable_RBV", f"{c}:Range_RBV", f"{c}:Offset_RBV", f"{c}:Waveform_RBV"]
+            names += [f"{c}:Enable_RBV", f"{c}:Range_RBV", f"{c}:Offset_RBV", f"{c}:Waveform_RBV",
+                      f"{c}:Overflow_RBV"]
         return names + list(self.OPTIONAL)
 
     #: shown when the IOC serves them: event number of the displayed waveform
@@ -133,6 +134,9 @@ class Oscilloscope(Display):
             rng = float(cache.value(f"{c}:Range_RBV", 1.0) or 1.0)
             off = float(cache.value(f"{c}:Offset_RBV", 0.0) or 0.0)
             self.axes[c].set_ylim(*channel_limits(rng, off))
+            over = is_on(cache.string(f"{c}:Overflow_RBV"), cache.value(f"{c}:Overflow_RBV"))
+            self.axes[c].set_ylabel(f"{c}  voltage (V)" + ("\nOVER RANGE" if over else ""),
+                                    color="red" if over else CHANNEL_COLOURS[c])
             if t.size > 1:
                 self.axes[c].set_xlim(t[0] * scale, t[-1] * scale)
         if chans:
