@@ -46,8 +46,8 @@ class DeviceGroup(PicoGroup):
     async def set_status(self, message: str, severity: AlarmSeverity = AlarmSeverity.NO_ALARM,
                          status: AlarmStatus = AlarmStatus.STATE) -> None:
         """Show ``message`` with ``severity`` (MAJOR for device errors)."""
-        # plain ASCII: caget -S shows other bytes as escapes
-        message = message.replace("\n", " ").replace("\u00b1", "+/-").replace("\u2026", "...")
+        # plain ASCII without quotes: caget -S shows other bytes and quotes as escapes
+        message = message.replace("\n", " ").replace("'", "").replace('"', "").replace("\u00b1", "+/-").replace("\u2026", "...")
         message = message.encode("ascii", "replace").decode("ascii")[:255]
         if self.status.value != message:
             await self.status.write(message)
