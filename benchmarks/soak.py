@@ -89,14 +89,15 @@ def run_client(kind: str, prefix: str, seconds_file: str) -> None:
             pv = epics.PV(prefix + n, auto_monitor=True, callback=cb)
             keep.append(pv)
         for pv in keep:
-            pv.wait_for_connection(timeout=20)
+            if not pv.wait_for_connection(timeout=60):
+                print(json.dumps({"client": kind, "error": f"{pv.pvname} did not connect"}), flush=True)
     else:
         from caproto.threading.client import Context
 
         ctx = Context()
-        pvs = ctx.get_pvs(*[prefix + n for n in CLIENT_PVS], timeout=20)
+        pvs = ctx.get_pvs(*[prefix + n for n in CLIENT_PVS], timeout=60)
         for n, pv in zip(CLIENT_PVS, pvs, strict=True):
-            pv.wait_for_connection(timeout=20)
+            pv.wait_for_connection(timeout=60)
 
             def cb2(sub, resp, _n=n):
                 with lock:
@@ -190,7 +191,7 @@ def soak(n_events: int, *, rate: float = 20_000.0, segments: int = 100, samples:
                     [sys.executable, "-u", str(Path(__file__).resolve()), "--client", kind, "--prefix", prefix,
                      "--ready-file", str(ready)], env=env, stdout=f, stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL, start_new_session=True))
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180
         while not all((tmp / f"client{i}.ready").exists() for i in range(4)):
             if time.monotonic() > deadline:
                 raise RuntimeError("CA clients did not connect: " + " ".join(o.read_text() for o in client_out))
