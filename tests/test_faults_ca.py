@@ -183,12 +183,15 @@ def _grows(counts: dict, n: int, timeout: float, what: str) -> None:
 
 
 def _send_queue(ioc_port: int, client_port: int) -> int:
-    """Bytes the IOC has queued but not yet sent to the client on ``client_port`` (``ss``)."""
-    import subprocess
-
-    out = subprocess.run(["ss", "-tnH", "state", "established", f"( sport = :{ioc_port} and dport = :{client_port} )"],
-                         capture_output=True, text=True, timeout=10).stdout.split()
-    return int(out[1]) if len(out) >= 2 else 0
+    """Bytes the IOC has queued but not yet sent to the client on ``client_port``
+    (``tx_queue`` of the IOC's socket in /proc/net/tcp)."""
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            parts = line.split()
+            local, remote, queues = parts[1], parts[2], parts[4]
+            if int(local.split(":")[1], 16) == ioc_port and int(remote.split(":")[1], 16) == client_port:
+                return int(queues.split(":")[0], 16)
+    return 0
 
 
 def test_stalled_client_does_not_block_others(ioc_factory) -> None:
