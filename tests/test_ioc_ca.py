@@ -228,6 +228,24 @@ def test_acquire_with_numevents_completes_after_the_events_and_stats_match(ioc):
     put_ok(ioc, "NumEvents", 0)
 
 
+def test_acquire_reads_start_while_a_numevents_run_is_pending(ioc):
+    put_ok(ioc, "NumEvents", 400)
+    p = popen_tool("caput", ["-c", "-w", "60", ioc.pv("Acquire"), "Start"], ioc.env, stdout=subprocess.PIPE,
+                   stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: get(ioc, "Acquire_RBV") == "Acquiring", 20, 0.02, "Acquire_RBV = Acquiring")
+        if p.poll() is None:  # still waiting for the 400 events
+            assert get(ioc, "Acquire") == "Start"
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err
+        assert get(ioc, "Acquire") == "Stop" and int(get(ioc, "Stats:Events_RBV")) == 400
+    finally:
+        if p.poll() is None:
+            p.terminate()
+            p.wait(5)
+        put_ok(ioc, "NumEvents", 0)
+
+
 def test_run_control_pause_resume_and_rates(ioc):
     put_ok(ioc, "NumEvents", 0)
     put_ok(ioc, "Acquire", "Start")

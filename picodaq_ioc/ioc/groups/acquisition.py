@@ -46,6 +46,8 @@ class AcquisitionGroup(PicoGroup):
             log.info("Acquire=Start ignored: a run is already in progress")
             return "Start"
         if n > 0:
+            # show Start while the put-callback is pending (the put's own value lands at the end)
+            await init_write(self.acquire, "Start")
             reached = await ctl.wait_processed(n)
             log.info("Acquire: %s of %d events processed", "all" if reached else "not all", n)
             await self.refresh_state()
