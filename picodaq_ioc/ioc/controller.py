@@ -71,11 +71,13 @@ class Controller:
         self.closed = False
         #: refuse settings whose ring (slots x enabled channels x samples x int16) is larger
         self.max_ring_bytes = int(max_ring_bytes)
+        #: ring slots (kept current by resize(); read once here, before the event loop runs)
+        self.n_buffers = int(self.bm.stats().n_buffers)
 
     def ring_bytes(self, n_buffers: int | None = None, channels: Mapping[str, ChannelConfig] | None = None,
                    timebase: TimebaseConfig | None = None) -> int:
         """Bytes of the ring for the given (or current) slots, channels and samples."""
-        n = int(n_buffers if n_buffers is not None else self.bm.stats().n_buffers)
+        n = int(n_buffers if n_buffers is not None else self.n_buffers)
         chans = channels if channels is not None else self.channels
         tb = timebase if timebase is not None else self.timebase
         n_ch = max(1, sum(1 for c in chans.values() if c.enabled))
@@ -84,7 +86,7 @@ class Controller:
     def check_memory(self, what: str, **kw: Any) -> None:
         need = self.ring_bytes(**kw)
         if need > self.max_ring_bytes:
-            n = kw.get("n_buffers") or self.bm.stats().n_buffers
+            n = kw.get("n_buffers") or self.n_buffers
             chans = kw.get("channels") or self.channels
             tb = kw.get("timebase") or self.timebase
             n_ch = max(1, sum(1 for c in chans.values() if c.enabled))
@@ -182,7 +184,8 @@ class Controller:
                 await self.call(fn, int(n))
             except (InvalidConfig, ValueError, RuntimeError) as ex:
                 raise PutRefused(f"Buffer:Size: {explain(ex)}") from ex
-            return int(self.bm.stats().n_buffers)
+            self.n_buffers = int((await self.stats()).n_buffers)
+            return self.n_buffers
 
     # ---------------------------------------------------------------- run control
     async def start(self, max_events: int | None) -> bool:

@@ -29,7 +29,7 @@ class BufferGroup(PicoGroup):
         return int(value)
 
     async def show_requested(self, ctl) -> None:
-        await init_write(self.size, int(ctl.bm.stats().n_buffers))
+        await init_write(self.size, int(ctl.n_buffers))
 
     async def show_stats(self, st: RunStats) -> None:
         await write_if_changed(self.size_rbv, int(st.n_buffers))
