@@ -176,3 +176,20 @@ def test_bad_analysis_entry_is_one_line_without_traceback(tmp_path, entry, words
     assert r.returncode == 2, r.stderr
     assert "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and all(w in r.stderr for w in words), r.stderr
+
+
+def test_interfaces_default_to_loopback_and_network_needs_the_opt_in(monkeypatch):
+    from picodaq_ioc.ioc import cli, env
+
+    parse = cli.build_parser().parse_args
+    assert cli.resolve_interfaces(parse([])) == ["127.0.0.1"]
+    monkeypatch.setenv("EPICS_CAS_INTF_ADDR_LIST", "192.0.2.7")
+    assert cli.resolve_interfaces(parse([])) == ["127.0.0.1"]  # the environment alone does not open it
+    assert cli.resolve_interfaces(parse(["--serve-network"])) == ["192.0.2.7"]
+    monkeypatch.delenv("EPICS_CAS_INTF_ADDR_LIST")
+    with pytest.raises(cli.UserError, match="EPICS_CAS_INTF_ADDR_LIST"):
+        cli.resolve_interfaces(parse(["--serve-network"]))
+    fake: dict[str, str] = {"EPICS_CAS_BEACON_ADDR_LIST": "192.0.2.255"}
+    env.apply_loopback_env(fake)
+    assert fake["EPICS_CAS_BEACON_ADDR_LIST"] == "127.0.0.1" and fake["EPICS_CAS_AUTO_BEACON_ADDR_LIST"] == "NO"
+    assert all(v in ("127.0.0.1", "NO") for v in fake.values())
