@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -39,7 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="picodaq_bench_"))
     env = {"PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    ioc = IOCProcess([sys.executable, "-m", "picodaq_ioc", "--config", str(args.config), "--prefix", PREFIX],
+    config = work / args.config.name  # private copy: the IOC's autosave file lands in the temp dir
+    shutil.copy(args.config, config)
+    ioc = IOCProcess([sys.executable, "-m", "picodaq_ioc", "--config", str(config), "--prefix", PREFIX],
                      env=env, log_path=str(work / "ioc.log"), cwd=str(work)).start()
     try:
         use_ca_server(ioc.port)

@@ -7,6 +7,7 @@ against the PVs read independently with ``caget``.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,15 +31,14 @@ pytestmark = pytest.mark.ca
 CONFIG = ROOT / "configs" / "muon_lifetime.yaml"  # simulator, real-time, pulse filter + voltmeter
 
 
-def ioc_command(prefix: str) -> list[str]:
-    """Command line of the IOC the clients are tested against (the real one, simulated scope)."""
-    return [sys.executable, "-m", "picodaq_ioc", "--config", str(CONFIG), "--prefix", prefix]
-
-
 def start_ioc(prefix: str, workdir: Path) -> IOCProcess:
+    """The IOC with a private copy of the config: its autosave file lands in ``workdir``."""
+    config = workdir / f"{prefix[:-1]}.yaml"
+    if not config.exists():
+        shutil.copy(CONFIG, config)
     env = {"PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    return IOCProcess(ioc_command(prefix), env=env, log_path=str(workdir / f"{prefix[:-1]}.log"),
-                      cwd=str(workdir)).start()
+    cmd = [sys.executable, "-m", "picodaq_ioc", "--config", str(config), "--prefix", prefix]
+    return IOCProcess(cmd, env=env, log_path=str(workdir / f"{prefix[:-1]}.log"), cwd=str(workdir)).start()
 
 
 @pytest.fixture(scope="module")

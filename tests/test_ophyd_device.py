@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -25,7 +26,9 @@ def ioc_port(tmp_path_factory):
     'caproto'), the test's own reads go through pyepics (libca) - two independent clients."""
     workdir = tmp_path_factory.mktemp("ophyd_ioc")
     env = {"PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    proc = IOCProcess([sys.executable, "-m", "picodaq_ioc", "--config", str(CONFIG), "--prefix", PREFIX],
+    config = workdir / CONFIG.name  # private copy: the IOC's autosave file lands in workdir
+    shutil.copy(CONFIG, config)
+    proc = IOCProcess([sys.executable, "-m", "picodaq_ioc", "--config", str(config), "--prefix", PREFIX],
                       env=env, log_path=str(workdir / "ioc.log"), cwd=str(workdir)).start()
     try:
         with ca_server(proc.port):
