@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import threading
+from pathlib import Path
 
 import psutil
 import pytest
@@ -228,7 +229,10 @@ def test_stalled_client_does_not_block_others(ioc_factory) -> None:
 
 
 def test_client_churn_at_full_publish_rate(ioc_factory) -> None:
-    h, c = _start(ioc_factory, extra=["--max-rate", "200"])
+    from picodaq_ioc.ioc.groups.waveform import MAX_PUBLISH_RATE
+
+    h, c = _start(ioc_factory)
+    assert c.put(h.pv("Waveform:MaxRate"), MAX_PUBLISH_RATE)[0]  # full publish rate
     _start_run(c, h)
     names = [h.pv("A:Waveform_RBV"), h.pv("ArrayCounter_RBV"), h.pv("Stats:Events_RBV"), h.pv("IOC:HEARTBEAT")]
     ctx, counts, keep = _monitor(h, names)
@@ -253,7 +257,10 @@ def test_sigterm_during_run_writes_summary_and_exits_0(ioc_factory, tmp_path) ->
     summary = tmp_path / "runs.jsonl"
     putlog = tmp_path / "put.log"
     autosave = tmp_path / "settings.autosave.json"
-    h, c = _start(ioc_factory, autosave=True,
+    cfg = dict(CONFIG, analysis=[{"module": "pulse", "pulseShape": [{"taur": 20e-9, "tauon": 12e-9,
+                                                                      "tauf": 128e-9, "pheight": -0.08}],
+                                  "threshold": 0.5}])
+    h, c = _start(ioc_factory, cfg, autosave=True,
                   extra=["--summary", str(summary), "--putlog", str(putlog), "--autosave", str(autosave)])
     assert c.put(h.pv("A:Range"), 0.5)[0]
     _start_run(c, h)
@@ -271,3 +278,14 @@ def test_sigterm_during_run_writes_summary_and_exits_0(ioc_factory, tmp_path) ->
     assert json.loads(autosave.read_text())["settings"]["A:Range"] == 0.5
     text = putlog.read_text()
     assert text.endswith("\n") and "put " in text and "A:Range old=" in text
+    # the analysis closed its run: summary file written, CSV files complete (whole lines)
+    runs = h.log_path.parent / "runs"
+    summaries = sorted(runs.glob("*_analysis_summary.yaml"))
+    assert summaries, sorted(p.name for p in runs.glob("*"))
+    import yaml
+
+    pulse = yaml.safe_load(summaries[-1].read_text())["modules"]["pulse"]
+    assert pulse["events"] == last["processed"], pulse
+    # every accepted event is a whole row of the CSV written before the exit (plus the header)
+    rows = Path(h.log_path.parent / pulse["accepted_file"]).read_text()
+    assert rows.endswith("\n") and len(rows.splitlines()) == pulse["accepted"] + 1
