@@ -136,6 +136,11 @@ def test_real_ioc_restores_settings_not_run_control(ioc_factory, tmp_path) -> No
         assert c.value(h2.pv("B:Coupling_RBV")) == "DC"
         assert float(c.value(h2.pv("Trigger:Level_RBV"))) == -0.03
         assert int(c.value(h2.pv("NumSamples_RBV"))) == 300
+        # the setpoints show the restored requests too (not the config file's)
+        assert float(c.value(h2.pv("A:Range"))) == 0.1
+        assert c.value(h2.pv("B:Coupling")) == "DC"
+        assert float(c.value(h2.pv("Trigger:Level"))) == -0.03
+        assert int(c.value(h2.pv("NumSamples"))) == 300
         assert c.value(h2.pv("State_RBV")) in ("Idle", "Stopped")  # run control is not restored
     finally:
         c.close()
