@@ -9,7 +9,6 @@ TCP window, 50 client connect/disconnect cycles at full publish rate, SIGTERM du
 from __future__ import annotations
 
 import json
-import os
 import signal
 import threading
 from pathlib import Path
@@ -147,13 +146,13 @@ def test_analysis_module_raising_is_reported_and_daq_continues(ioc_factory) -> N
     assert h.alive()
 
 
-def _monitor(h, names):
+def _monitor(h, names, monkeypatch):
     """caproto threading-client subscriptions; returns (context, counts dict, keep-alive list)."""
     from caproto.threading.client import Context, SharedBroadcaster
 
     for k, v in h.env.items():
         if k.startswith("EPICS_"):
-            os.environ[k] = v
+            monkeypatch.setenv(k, v)  # restored after the test
     ctx = Context(SharedBroadcaster())
     pvs = ctx.get_pvs(*names, timeout=5)
     counts = dict.fromkeys(names, 0)
@@ -195,13 +194,13 @@ def _send_queue(ioc_port: int, client_port: int) -> int:
     return 0
 
 
-def test_stalled_client_does_not_block_others(ioc_factory) -> None:
+def test_stalled_client_does_not_block_others(ioc_factory, monkeypatch) -> None:
     # 4000-sample waveforms (16 kB per frame) at up to 100 Hz: MBs per second to the stalled client
     cfg = dict(CONFIG, timebase={"sample_interval": 4.0e-9, "samples": 4000, "pretrigger": 0.1})
     h, c = _start(ioc_factory, cfg, extra=["--max-rate", "100"])
     _start_run(c, h)
     names = [h.pv("A:Waveform_RBV"), h.pv("ArrayCounter_RBV"), h.pv("IOC:HEARTBEAT")]
-    ctx, counts, keep = _monitor(h, names)
+    ctx, counts, keep = _monitor(h, names, monkeypatch)
     try:
         _grows(counts, 3, 15, "before the stall")
         proc = psutil.Process(h.proc.pid)
@@ -228,14 +227,14 @@ def test_stalled_client_does_not_block_others(ioc_factory) -> None:
     assert h.alive()
 
 
-def test_client_churn_at_full_publish_rate(ioc_factory) -> None:
+def test_client_churn_at_full_publish_rate(ioc_factory, monkeypatch) -> None:
     from picodaq_ioc.ioc.groups.waveform import MAX_PUBLISH_RATE
 
     h, c = _start(ioc_factory)
     assert c.put(h.pv("Waveform:MaxRate"), MAX_PUBLISH_RATE)[0]  # full publish rate
     _start_run(c, h)
     names = [h.pv("A:Waveform_RBV"), h.pv("ArrayCounter_RBV"), h.pv("Stats:Events_RBV"), h.pv("IOC:HEARTBEAT")]
-    ctx, counts, keep = _monitor(h, names)
+    ctx, counts, keep = _monitor(h, names, monkeypatch)
     try:
         _grows(counts, 2, 15, "before the churn")
         for i in range(50):
