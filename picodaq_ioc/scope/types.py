@@ -10,9 +10,10 @@ convention: the analogue offset is added to the signal before digitisation).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Mapping, Optional, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -83,7 +84,7 @@ class ScopeInfo:
     max_segments: int
     supports_pretrigger: bool
     supports_rapid_block: bool
-    siggen: Optional[SigGenCaps]
+    siggen: SigGenCaps | None
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,7 @@ class TriggerConfig:
     threshold_v: float = 0.0
     direction: Direction = Direction.RISING
     delay_samples: int = 0
-    auto_trigger_s: Optional[float] = 1.0  # None or 0: wait forever
+    auto_trigger_s: float | None = 1.0  # None or 0: wait forever
 
 
 @dataclass(frozen=True)
@@ -120,8 +121,8 @@ class SigGenConfig:
     pk_to_pk_v: float = 0.4
     offset_v: float = 0.0
     sweep: SweepType = SweepType.UP_DOWN
-    stop_frequency_hz: Optional[float] = None  # None: no sweep
-    dwell_time_s: Optional[float] = None
+    stop_frequency_hz: float | None = None  # None: no sweep
+    dwell_time_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -188,7 +189,7 @@ class ScopeBackend(Protocol):
     backends need not be re-entrant. Backends raise only ``picodaq_ioc.scope.errors``.
     """
 
-    def open(self, serial: Optional[str] = None) -> ScopeInfo: ...
+    def open(self, serial: str | None = None) -> ScopeInfo: ...
 
     def close(self) -> None: ...  # idempotent, never raises
 
