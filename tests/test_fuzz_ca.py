@@ -224,3 +224,55 @@ def _check_readbacks_match_device(h, c) -> None:
     close("SigGen:Amplitude_RBV", sg["pk_to_pk_v"])
     close("SigGen:Offset_RBV", sg["offset_v"])
     assert int(v(h.pv("Stats:ConfigGeneration_RBV"))) == dev["config_generation"]
+
+
+def test_non_finite_and_wrapping_numbers_refused_by_enum_and_integer_pvs(fuzz_ioc) -> None:
+    """caproto casts a client's number to the PV type before any check: NaN/inf became 0
+    (``Acquire = nan`` was accepted and stopped the run) and ``-3475`` to an enum became the
+    unsigned 16-bit 62061 in the refusal message. Every enum and integer PV refuses such
+    values with a message showing what the client sent, and logs the refusal with its name."""
+    import caproto as ca
+
+    h, c = fuzz_ioc
+    pvs = [p for p in _writable_pvs(h, c) if p.native in (ca.ChannelType.ENUM, ca.ChannelType.LONG)]
+    enums = [p for p in pvs if p.native == ca.ChannelType.ENUM]
+    ints = [p for p in pvs if p.native == ca.ChannelType.LONG]
+    assert h.pv("Acquire") in [p.name for p in enums] and h.pv("NumEvents") in [p.name for p in ints]
+    assert c.put(h.pv("NumEvents"), 0)[0]
+    assert c.put(h.pv("Acquire"), "Start")[0]
+    wait_until(lambda: c.value(h.pv("State_RBV")) == "Running", 20, what="running")
+
+    expected_refusals: Counter[str] = Counter()
+    for info in pvs:
+        bad: list[tuple[object, object, str]] = [(math.nan, ca.ChannelType.DOUBLE, "nan"),
+                                                 (math.inf, ca.ChannelType.DOUBLE, "inf"),
+                                                 (-math.inf, ca.ChannelType.DOUBLE, "-inf")]
+        if info.enum_strings:
+            n = len(info.enum_strings)
+            bad += [(-3475.0, ca.ChannelType.DOUBLE, "-3475"), (-3475, ca.ChannelType.LONG, "-3475"),
+                    (n, ca.ChannelType.LONG, str(n)), (0.5, ca.ChannelType.DOUBLE, "0.5")]
+        else:
+            bad += [(1e10, ca.ChannelType.DOUBLE, "10000000000"), (-1e12, ca.ChannelType.DOUBLE, "-1000000000000")]
+        for value, dtype, shown in bad:
+            before = c.value(info.name)
+            ok, msg = c.put(info.name, [value], data_type=dtype, timeout=20)
+            assert not ok, (info.name, value, msg)
+            expected_refusals[info.name] += 1
+            assert shown in msg, (info.name, value, msg)
+            if info.enum_strings:
+                assert "62061" not in msg, msg
+                for s in info.enum_strings:
+                    assert s in msg, (info.name, msg)
+                assert f"0..{len(info.enum_strings) - 1}" in msg, msg
+            assert c.value(info.name) == before, (info.name, value)
+    # the run was never stopped by a refused put
+    assert c.value(h.pv("Acquire")) == "Start"
+    assert c.value(h.pv("State_RBV")) == "Running"
+    assert c.put(h.pv("Acquire"), "Stop")[0]
+
+    log_file = h.putlog.read_text()
+    stderr = h.log()
+    for name, n in expected_refusals.items():
+        assert len(re.findall(rf"put refused {re.escape(name)} ", log_file)) >= n, name
+        assert len(re.findall(rf"put refused:? {re.escape(name)}\b", stderr)) >= n, name
+    assert "Traceback" not in stderr

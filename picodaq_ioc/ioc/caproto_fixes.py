@@ -13,6 +13,13 @@
 3. Refused puts are logged by caproto as a full traceback of an anonymous request. We
    log one line naming the PV, the value and the reason instead (``picodaq_ioc.ioc.puts``)
    and shorten caproto's record to one line.
+4. caproto converts a client's number to an enum or integer PV with a plain numpy cast
+   *before* any check: NaN/inf become 0 (``Acquire = nan`` was accepted as "Stop"),
+   ``-3475`` to an enum becomes the unsigned 16-bit 62061, ``1e10`` to a 32-bit integer
+   becomes -2147483648. :func:`check_client_value` looks at the value as the client sent it
+   and refuses non-finite numbers, enum indices outside ``0..N-1`` (naming the allowed
+   strings) and integers outside the PV's type range; strings that are no enum string or
+   no integer get a message saying so (caproto's own error has no text).
 
 :func:`apply` is idempotent; :func:`is_applied` tells whether the patch is active.
 """
@@ -24,10 +31,16 @@ import contextlib
 import logging
 import math
 
+import caproto._data as _cadata
 import caproto.asyncio.server as _aserver
 import caproto.server.common as _common
 import caproto.server.server as _server
+import numpy as np
+from caproto import ChannelType
 from caproto._data import SkipWrite
+from caproto._dbr import native_type
+
+from .controller import PutRefused
 
 log = logging.getLogger("picodaq_ioc.ioc.puts")
 
@@ -37,6 +50,12 @@ on_refused = None
 _ORIGINAL_ITERATION = _common.Context._subscription_queue_iteration
 _ORIGINAL_VERIFY = _server.PvpropertyData.verify_value
 _ORIGINAL_ON_DISCONNECT = _aserver.VirtualCircuit._on_disconnect
+_ORIGINAL_WRITE_FROM_DBR = _cadata.ChannelData.write_from_dbr
+
+#: range of the integer PV types (the wire value must fit before caproto casts it)
+_INT_RANGE = {ChannelType.LONG: (-(2**31), 2**31 - 1), ChannelType.INT: (-(2**15), 2**15 - 1)}
+_NUMERIC_WIRE = (ChannelType.DOUBLE, ChannelType.FLOAT, ChannelType.LONG, ChannelType.INT,
+                 ChannelType.CHAR, ChannelType.ENUM)
 
 
 async def _on_disconnect(self):
@@ -81,13 +100,102 @@ async def _verify_value_logged(self, value):
             reason = f"{ex} (value is not finite)"
         else:
             reason = str(ex) or type(ex).__name__
-        log.warning("put refused: %s = %s: %s", self.pvname, _short(value), reason)
-        if on_refused is not None:
-            try:
-                on_refused(self.pvname, reason)
-            except Exception:  # reporting must never change the put's outcome
-                log.exception("on_refused callback failed")
+        _report(self.pvname, value, reason)
         raise
+
+
+def _text(value) -> str:
+    if isinstance(value, (bytes, bytearray)):
+        value = bytes(value).split(b"\0", 1)[0].decode("latin-1")
+    return str(value)
+
+
+def _number(value) -> str:
+    v = float(value)
+    return str(int(v)) if v.is_integer() else repr(v)
+
+
+def check_client_value(chan, data, data_type) -> str | None:
+    """Why a client's ``data`` (CA type ``data_type``) must be refused by the enum or integer
+    PV ``chan`` before caproto casts it, or None. Other PV types: None (caproto's limits and
+    the putters check those)."""
+    target = getattr(chan, "data_type", None)
+    if target != ChannelType.ENUM and target not in _INT_RANGE:
+        return None
+    wire = native_type(ChannelType(data_type))
+    if isinstance(data, (str, bytes, bytearray)):
+        data = [data]
+    if wire == ChannelType.STRING:
+        for item in list(data)[:1]:
+            text = _text(item)
+            if target == ChannelType.ENUM:
+                strings = tuple(getattr(chan, "enum_strings", ()) or ())
+                if text not in strings:
+                    return f"{text!r} is not one of {', '.join(strings)}"
+            else:
+                try:
+                    int(text)
+                except ValueError:
+                    return f"{text!r} is not an integer"
+        return None
+    if wire not in _NUMERIC_WIRE:
+        return None
+    try:
+        values = np.asarray(data, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        return None  # caproto refuses it itself
+    for v in values[:1]:  # scalar PVs use the first element
+        v = float(v)
+        if target == ChannelType.ENUM:
+            strings = tuple(getattr(chan, "enum_strings", ()) or ())
+            allowed = (f"index out of range 0..{len(strings) - 1} "
+                       f"(allowed: {', '.join(f'{i}={s}' for i, s in enumerate(strings))})")
+            if not math.isfinite(v):
+                return f"{v!r} is not a finite number, enum {allowed}"
+            if not (v.is_integer() and 0 <= v < len(strings)):
+                return f"{_number(v)} is not an enum index: {allowed}"
+        elif not math.isfinite(v):
+            return f"{v!r} is not a finite number"
+        else:
+            lo, hi = _INT_RANGE[target]
+            if not lo <= v <= hi:
+                c_lo, c_hi = getattr(chan, "lower_ctrl_limit", 0), getattr(chan, "upper_ctrl_limit", 0)
+                if c_lo < c_hi:  # the PV's own limits (caproto would check them after the cast)
+                    return f"{_number(v)} is outside the limits {_number(c_lo)}..{_number(c_hi)}"
+                bits = 32 if target == ChannelType.LONG else 16
+                return f"{_number(v)} is outside the {bits}-bit integer range {lo}..{hi}"
+    return None
+
+
+def _short_name(chan) -> str:
+    """PV name without the IOC's prefix (the names the putters' messages use)."""
+    name = str(getattr(chan, "pvname", "") or "")
+    group = getattr(chan, "group", None)
+    while getattr(group, "parent", None) is not None:
+        group = group.parent
+    prefix = getattr(group, "prefix", "") or ""
+    return name[len(prefix):] if prefix and name.startswith(prefix) else name
+
+
+def _report(pvname: str, value, reason: str) -> None:
+    log.warning("put refused: %s = %s: %s", pvname, _short(value), reason)
+    if on_refused is not None:
+        try:
+            on_refused(pvname, reason)
+        except Exception:  # reporting must never change the put's outcome
+            log.exception("on_refused callback failed")
+
+
+async def _write_from_dbr_checked(self, data, data_type, metadata, *, flags=0):
+    """``ChannelData.write_from_dbr`` that refuses what caproto's cast would distort."""
+    reason = check_client_value(self, data, data_type)
+    if reason is not None:
+        short = _short_name(self)
+        message = f"{short}: {reason}" if short else reason
+        value = data[0] if isinstance(data, (list, tuple, np.ndarray)) and len(data) == 1 else data
+        _report(self.pvname, value, message)
+        raise PutRefused(message)
+    return await _ORIGINAL_WRITE_FROM_DBR(self, data, data_type, metadata, flags=flags)
 
 
 class _OneLineWriteErrors(logging.Filter):
@@ -102,7 +210,24 @@ class _OneLineWriteErrors(logging.Filter):
             record.exc_text = None
             record.levelno = logging.INFO
             record.levelname = "INFO"
+        elif str(record.msg).startswith("Failed to send beacon"):
+            # caproto logs a traceback for every beacon nobody receives (no caRepeater on the
+            # beacon port, the normal case on a loopback-only host). Say it once, briefly.
+            if self._beacon_reported:
+                return False
+            self._beacon_reported = True
+            target = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            record.msg = ("beacons to %s are not received (no CA repeater listening there); "
+                          "harmless: clients find the IOC by search. Start caRepeater to receive them. "
+                          "Further beacon errors are not logged.")
+            record.args = (target,)
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno = logging.INFO
+            record.levelname = "INFO"
         return True
+
+    _beacon_reported = False
 
 
 _FILTER = _OneLineWriteErrors()
@@ -113,6 +238,7 @@ def apply() -> None:
     _common.Context._subscription_queue_iteration = _subscription_queue_iteration
     _server.PvpropertyData.verify_value = _verify_value_logged
     _aserver.VirtualCircuit._on_disconnect = _on_disconnect
+    _cadata.ChannelData.write_from_dbr = _write_from_dbr_checked
     for name in ("caproto.ctx", "caproto.circ", "caproto"):
         lg = logging.getLogger(name)
         if _FILTER not in lg.filters:
@@ -124,6 +250,7 @@ def revert() -> None:
     _common.Context._subscription_queue_iteration = _ORIGINAL_ITERATION
     _server.PvpropertyData.verify_value = _ORIGINAL_VERIFY
     _aserver.VirtualCircuit._on_disconnect = _ORIGINAL_ON_DISCONNECT
+    _cadata.ChannelData.write_from_dbr = _ORIGINAL_WRITE_FROM_DBR
 
 
 def is_applied() -> bool:
