@@ -8,22 +8,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from config_files import CONFIGS, LEGACY, NATIVE, ROOT
 
 from picodaq_ioc.config import Config, ConfigError, load_config, scope_settings
 from picodaq_ioc.config.check import applied_settings
 from picodaq_ioc.config.convert import record_samples
 from picodaq_ioc.scope import models
 from picodaq_ioc.scope.types import Coupling, Direction, SweepType, WaveType
-
-ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ROOT / "configs"
-NATIVE = sorted(p for p in CONFIGS.glob("*") if p.suffix in (".yaml", ".yml", ".json")
-                and not p.name.endswith(".autosave.json"))
-# every picoDAQ/picoCosmo file except the pulse-filter parameter files (not scope configurations)
-LEGACY = sorted(
-    p for p in (CONFIGS / "legacy").rglob("*")
-    if p.suffix in (".yaml", ".daq") and not p.name.lower().startswith("pf")
-)
 
 
 def write(tmp_path: Path, name: str, data: dict | str) -> Path:

@@ -18,19 +18,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from config_files import CONFIGS, LEGACY, NATIVE, ROOT
 
 from picodaq_ioc.config import ConfigError, load_config
 from picodaq_ioc.config.legacy import BUFFER_KEYS, DEVICE_KEYS
 from picodaq_ioc.config.loader import read_mapping
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ROOT / "configs"
-NATIVE = sorted(p for p in CONFIGS.glob("*") if p.suffix in (".yaml", ".yml", ".json")
-                and not p.name.endswith(".autosave.json"))
-LEGACY = sorted(
-    p for p in (CONFIGS / "legacy").rglob("*")
-    if p.suffix in (".yaml", ".daq") and not p.name.lower().startswith("pf")
-)
 KINDS = ("bad_key", "bad_type", "out_of_range")
 
 
