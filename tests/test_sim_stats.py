@@ -8,27 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import stats
+from sim_helpers import sim_scope, take
 
-from picodaq_ioc.config.schema import DeviceSection, SimulationSection, SourceSection
-from picodaq_ioc.scope.sim import SimScope
+from picodaq_ioc.config.schema import SourceSection
 from picodaq_ioc.scope.types import ChannelConfig, Direction, TimebaseConfig, TriggerConfig
-
-
-def _scope(sources, seed, noise=0.5e-3, **kw):
-    sim = SimulationSection(seed=seed, realtime=False, count_host_time=False, noise_rms=noise,
-                            sources=sources, **kw)
-    sc = SimScope(sim, DeviceSection(model="2000a"), keep_truth=True)
-    sc.open()
-    return sc
-
-
-def _run(sc, n_captures):
-    caps = []
-    for _ in range(n_captures):
-        sc.arm()
-        assert sc.wait(1e6)
-        caps.append(sc.read())
-    return caps
 
 
 def _falling_edges(x, level):
@@ -40,11 +23,11 @@ def _falling_edges(x, level):
 
 def test_block_mode_rate_intervals_and_dead_time():
     lam = 200.0  # Hz, true muon rate
-    sc = _scope([SourceSection(kind="muon", channels=["A"], rate=lam, amplitude=-0.08, amplitude_spread=0.1)],
+    sc = sim_scope([SourceSection(kind="muon", channels=["A"], rate=lam, amplitude=-0.08, amplitude_spread=0.1)],
                 seed=101, readout_overhead=1e-3)
     ap = sc.configure({"A": ChannelConfig(range_v=0.2)}, TimebaseConfig(4e-9, 200, 0.1, 1),
                       TriggerConfig(source="A", threshold_v=-0.03, direction=Direction.FALLING))
-    caps = _run(sc, 5000)
+    caps = take(sc, 5000, timeout=1e6)
     t_samp = np.array([c.t_trigger[0] for c in caps])
     t_exact = t_samp + np.array([c.trigger_time_offset_s[0] for c in caps])
     # Non-paralysable dead time per trigger: rest of the window after the trigger sample, the
@@ -91,11 +74,11 @@ def test_block_mode_rate_intervals_and_dead_time():
 
 def test_rapid_block_segments_rearm_and_intervals():
     lam = 1e5  # Hz: a fast source, so the microsecond re-arm time matters
-    sc = _scope([SourceSection(kind="muon", channels=["A"], rate=lam, amplitude=-0.08, amplitude_spread=0.1)],
+    sc = sim_scope([SourceSection(kind="muon", channels=["A"], rate=lam, amplitude=-0.08, amplitude_spread=0.1)],
                 seed=202)
     ap = sc.configure({"A": ChannelConfig(range_v=0.2)}, TimebaseConfig(4e-9, 200, 0.1, 1000),
                       TriggerConfig(source="A", threshold_v=-0.03, direction=Direction.FALLING))
-    caps = _run(sc, 20)
+    caps = take(sc, 20, timeout=1e6)
     rearm = sc.sim.rearm_time
     shift = ap.n_samples * ap.sample_interval_s + rearm  # window + re-arm between segments
     within = []
@@ -118,7 +101,7 @@ def test_muon_decay_delays_follow_the_lifetime():
     tau = 2.1969811e-6
     src = SourceSection(kind="muon", channels=["A"], rate=20.0, amplitude=-0.1, amplitude_spread=0.1,
                         decay_fraction=0.5, lifetime=tau)
-    sc = _scope([src], seed=303)
+    sc = sim_scope([src], seed=303)
     # Kamiokanne geometry: 4000 samples over 16 us (4 ns), 5 % pre-trigger
     ap = sc.configure({"A": ChannelConfig(range_v=0.2)}, TimebaseConfig(16e-6 / 3999.9, 4000, 0.05, 100),
                       TriggerConfig(source="A", threshold_v=-0.04, direction=Direction.FALLING))
@@ -126,7 +109,7 @@ def test_muon_decay_delays_follow_the_lifetime():
     assert dt == 4e-9 and n_pre == 200
     lc = int(round(-0.04 * ap.max_adc / 0.2))
     delays = []
-    for c in _run(sc, 30):
+    for c in take(sc, 30, timeout=1e6):
         e = _falling_edges(c.raw[:, 0, :].astype(np.int32), lc)
         e[:, : n_pre + 45] = False  # the trigger pulse itself (160 ns = 40 samples) is over
         has = e.any(axis=1)
@@ -153,10 +136,10 @@ def test_sipm_crosstalk_ratio_and_peaks():
     p_ct, a1 = 0.15, -0.01
     src = SourceSection(kind="sipm", channels=["A"], rate=1e4, amplitude=a1, crosstalk=p_ct, gain_spread=0.05,
                         rise=1e-9, flat=4e-9, fall=30e-9)
-    sc = _scope([src], seed=404, noise=0.3e-3)
+    sc = sim_scope([src], seed=404, noise=0.3e-3)
     ap = sc.configure({"A": ChannelConfig(range_v=0.1)}, TimebaseConfig(2e-9, 100, 0.2, 1000),
                       TriggerConfig(source="A", threshold_v=-0.005, direction=Direction.FALLING))
-    caps = _run(sc, 20)
+    caps = take(sc, 20, timeout=1e6)
     v = np.concatenate([ap.to_volts("A", c.raw[:, 0], dtype=np.float64) for c in caps])
     n_pre = ap.n_pre
     peak = -v[:, n_pre: n_pre + 3].min(axis=1)  # the pulse is at its flat top right after the trigger
@@ -179,11 +162,11 @@ def test_geiger_dead_time_rate_and_constant_amplitude():
     n_true, tau_gm = 5000.0, 100e-6
     src = SourceSection(kind="geiger", channels=["A"], rate=n_true, amplitude=1.0, rise=0.1e-6, flat=0.0,
                         fall=20e-6, dead_time=tau_gm)
-    sc = _scope([src], seed=505, noise=1e-3)
+    sc = sim_scope([src], seed=505, noise=1e-3)
     ap = sc.configure({"A": ChannelConfig(range_v=2.0)}, TimebaseConfig(1e-6, 2000, 0.0, 100),
                       TriggerConfig(enabled=False))  # free running: unbiased time samples
     dt = ap.sample_interval_s
-    caps = _run(sc, 30)
+    caps = take(sc, 30, timeout=1e6)
     x = np.concatenate([c.raw[:, 0, :] for c in caps]).astype(np.int32)
     lc = int(round(0.5 * ap.max_adc / 2.0))
     edge = np.zeros(x.shape, dtype=bool)
@@ -212,12 +195,12 @@ def test_geiger_dead_time_rate_and_constant_amplitude():
 def test_coincident_panels_with_delays():
     src = SourceSection(kind="muon", channels=["A", "B", "C"], rate=50.0, amplitude=-0.08, amplitude_spread=0.1,
                         channel_delays=[0.0, 20e-9, 40e-9], jitter=1e-9)
-    sc = _scope([src], seed=606)
+    sc = sim_scope([src], seed=606)
     chans = {c: ChannelConfig(range_v=0.2) for c in "ABC"}
     ap = sc.configure(chans, TimebaseConfig(8e-9, 100, 0.2, 200),
                       TriggerConfig(source="A", threshold_v=-0.03, direction=Direction.FALLING))
     assert ap.sample_interval_s == 8e-9  # three channels on a 500 MS/s 2000A: 125 MS/s
-    c = _run(sc, 1)[0]
+    c = take(sc, 1, timeout=1e6)[0]
     lc = int(round(-0.03 * ap.max_adc / 0.2))
     pos = [_falling_edges(c.raw[:, i, :].astype(np.int32), lc).argmax(axis=1) for i in range(3)]
     # B and C cross 20 ns and 40 ns after A (2.5 and 5 samples of 8 ns; +-1 sample for the
@@ -235,11 +218,11 @@ def test_sipm_high_threshold_explicit_and_windowed_parts():
     lam, p_ct, a1 = 2e5, 0.2, -0.01
     src = SourceSection(kind="sipm", channels=["A"], rate=lam, amplitude=a1, crosstalk=p_ct, gain_spread=0.05,
                         rise=1e-9, flat=4e-9, fall=20e-9)
-    sc = _scope([src], seed=707, noise=0.3e-3)
+    sc = sim_scope([src], seed=707, noise=0.3e-3)
     ap = sc.configure({"A": ChannelConfig(range_v=0.1)}, TimebaseConfig(2e-9, 1000, 0.8, 500),
                       TriggerConfig(source="A", threshold_v=-0.025, direction=Direction.FALLING))
     assert not sc._scan and sc.streams[0].n_lo >= 2
-    caps = _run(sc, 10)
+    caps = take(sc, 10, timeout=1e6)
     v = np.concatenate([ap.to_volts("A", c.raw[:, 0], dtype=np.float64) for c in caps])
     n_pre = ap.n_pre
     npe = np.rint(-v[:, n_pre: n_pre + 3].min(axis=1) / -a1).astype(int)

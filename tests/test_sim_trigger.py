@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sim_helpers import sim_scope, take
 
-from picodaq_ioc.config.schema import DeviceSection, SimulationSection, SourceSection
-from picodaq_ioc.scope.sim import SimScope
+from picodaq_ioc.config.schema import SourceSection
 from picodaq_ioc.scope.types import (
     ChannelConfig,
     Direction,
@@ -17,23 +17,6 @@ from picodaq_ioc.scope.types import (
     TriggerConfig,
     WaveType,
 )
-
-
-def _scope(sources, model="2000a", bits=None, noise=0.5e-3, seed=21, **kw):
-    sim = SimulationSection(seed=seed, realtime=False, count_host_time=False, noise_rms=noise,
-                            sources=sources, **kw)
-    sc = SimScope(sim, DeviceSection(model=model, resolution_bits=bits), keep_truth=True)
-    sc.open()
-    return sc
-
-
-def _take(sc, n):
-    caps = []
-    for _ in range(n):
-        sc.arm()
-        assert sc.wait(1000.0)
-        caps.append(sc.read())
-    return caps
 
 
 def _level_code(ap, ch):
@@ -77,10 +60,10 @@ CASES = [
 def test_trigger_sample_at_pretrigger_index(direction, amps, level, model, bits):
     srcs = [SourceSection(kind="muon", channels=["A"], rate=300.0, amplitude=a, amplitude_spread=0.1)
             for a in amps]
-    sc = _scope(srcs, model=model, bits=bits)
+    sc = sim_scope(srcs, model=model, bits=bits, seed=21)
     ap = sc.configure({"A": ChannelConfig(range_v=0.2)}, TimebaseConfig(4e-9, 250, 0.2, 200),
                       TriggerConfig(source="A", threshold_v=level, direction=direction))
-    caps = _take(sc, 2)
+    caps = take(sc, 2, timeout=1000.0)
     dt = ap.sample_interval_s
     lc = _level_code(ap, "A")
     hyst = sc.model.trigger_hysteresis_lsb * (1 << (16 - ap.resolution_bits))
@@ -115,11 +98,11 @@ def test_trigger_sample_at_pretrigger_index(direction, amps, level, model, bits)
 
 def test_trigger_delay_moves_the_window():
     src = SourceSection(kind="muon", channels=["A"], rate=300.0, amplitude=-0.08, amplitude_spread=0.1)
-    sc = _scope([src])
+    sc = sim_scope([src], seed=21)
     ap = sc.configure({"A": ChannelConfig(range_v=0.2)}, TimebaseConfig(4e-9, 250, 0.4, 50),
                       TriggerConfig(source="A", threshold_v=-0.03, direction=Direction.FALLING,
                                     delay_samples=60))
-    cap = _take(sc, 1)[0]
+    cap = take(sc, 1, timeout=1000.0)[0]
     j = ap.n_pre - 60  # the trigger sample sits `delay` samples before the pre-trigger index
     lc = _level_code(ap, "A")
     x = cap.raw[:, 0, :].astype(np.int64)
@@ -129,11 +112,11 @@ def test_trigger_delay_moves_the_window():
 def test_auto_trigger_only_after_timeout_and_without_crossing():
     # 2 Hz of pulses, 0.1 s auto-trigger: P(no pulse in 0.1 s) = exp(-0.2) = 0.82 -> mostly auto
     src = SourceSection(kind="muon", channels=["A"], rate=2.0, amplitude=-0.08, amplitude_spread=0.1)
-    sc = _scope([src], readout_overhead=1e-3)
+    sc = sim_scope([src], readout_overhead=1e-3, seed=21)
     ap = sc.configure({"A": ChannelConfig(range_v=0.2)}, TimebaseConfig(4e-9, 250, 0.2, 50),
                       TriggerConfig(source="A", threshold_v=-0.03, direction=Direction.FALLING,
                                     auto_trigger_s=0.1))
-    cap = _take(sc, 1)[0]
+    cap = take(sc, 1, timeout=1000.0)[0]
     dt = ap.sample_interval_s
     post = (ap.n_samples - ap.n_pre) * dt
     starts = np.concatenate([[cap.t_armed], cap.t_trigger[:-1] + post + sc.sim.rearm_time])
@@ -151,12 +134,12 @@ def test_auto_trigger_only_after_timeout_and_without_crossing():
 
 def test_siggen_loopback_trigger_on_square_wave():
     # the picoDAQ demo: generator on channel B, trigger on B
-    sc = _scope([], noise=1e-3, siggen_channel="B")
+    sc = sim_scope([], noise=1e-3, siggen_channel="B", seed=21)
     ap = sc.configure({"A": ChannelConfig(range_v=0.5), "B": ChannelConfig(range_v=0.5)},
                       TimebaseConfig(50e-9, 500, 0.25, 20),
                       TriggerConfig(source="B", threshold_v=0.0, direction=Direction.RISING),
                       SigGenConfig(enabled=True, waveform=WaveType.SQUARE, frequency_hz=10e3, pk_to_pk_v=0.4))
-    cap = _take(sc, 1)[0]
+    cap = take(sc, 1, timeout=1000.0)[0]
     dt = ap.sample_interval_s
     n_pre = ap.n_pre
     vb = ap.to_volts("B", cap.raw[:, 1], dtype=np.float64)
@@ -168,11 +151,11 @@ def test_siggen_loopback_trigger_on_square_wave():
 
 
 def test_rise_or_fall_fires_on_both_edges_of_a_square_wave():
-    sc = _scope([], noise=1e-3, siggen_channel="A")
+    sc = sim_scope([], noise=1e-3, siggen_channel="A", seed=21)
     ap = sc.configure({"A": ChannelConfig(range_v=0.5)}, TimebaseConfig(100e-9, 200, 0.5, 40),
                       TriggerConfig(source="A", threshold_v=0.0, direction=Direction.RISE_OR_FALL),
                       SigGenConfig(enabled=True, waveform=WaveType.SQUARE, frequency_hz=1e3, pk_to_pk_v=0.4))
-    cap = _take(sc, 1)[0]
+    cap = take(sc, 1, timeout=1000.0)[0]
     n_pre = ap.n_pre
     x = cap.raw[:, 0, :].astype(np.int64)
     up = (x[:, n_pre] >= 0) & (x[:, n_pre - 1] < 0)
@@ -189,12 +172,12 @@ def test_slow_siggen_trigger_lands_on_the_crossing(wave):
     # comes near the level, and the trigger still sits on the true crossing. Without noise the
     # crossing is where the signal first rounds to a code >= the level code 3251, i.e. the
     # code 3328 (13 x 256) from v >= 3200/32512 * 0.5 V = 49.2 mV.
-    sc = _scope([], noise=0.0, siggen_channel="A")
+    sc = sim_scope([], noise=0.0, siggen_channel="A", seed=21)
     ap = sc.configure({"A": ChannelConfig(range_v=0.5)}, TimebaseConfig(4e-9, 200, 0.5, 5),
                       TriggerConfig(source="A", threshold_v=0.05, direction=Direction.RISING, auto_trigger_s=1.0),
                       SigGenConfig(enabled=True, waveform=wave, frequency_hz=10.0, pk_to_pk_v=0.4))
     assert sc._sg_near is not None  # the jump-ahead is in use
-    cap = _take(sc, 1)[0]
+    cap = take(sc, 1, timeout=1000.0)[0]
     assert not cap.auto_triggered.any()
     lc = _level_code(ap, "A")
     x = cap.raw[:, 0, :].astype(np.int64)
