@@ -710,14 +710,8 @@ class BufferManager:
             while self._tail < n_events:
                 if not self._acquiring and self._tail >= self._head:
                     return False  # nothing more will come
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
+                if not self._wait_ctl_until(deadline):
                     return False
-                self._ctl_waiters += 1
-                try:
-                    self._ctl_cv.wait(remaining)
-                finally:
-                    self._ctl_waiters -= 1
             return True
 
     def wait_stopped(self, timeout: float | None = None) -> bool:
@@ -725,15 +719,22 @@ class BufferManager:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             while self._acquiring:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
+                if not self._wait_ctl_until(deadline):
                     return False
-                self._ctl_waiters += 1
-                try:
-                    self._ctl_cv.wait(remaining)
-                finally:
-                    self._ctl_waiters -= 1
             return True
+
+    def _wait_ctl_until(self, deadline: float | None) -> bool:
+        """One wait on the control condition (``self._lock`` held) until ``deadline``
+        (monotonic; None: no limit).  False, without waiting, when the deadline has passed."""
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            return False
+        self._ctl_waiters += 1
+        try:
+            self._ctl_cv.wait(remaining)
+        finally:
+            self._ctl_waiters -= 1
+        return True
 
     def close(self) -> None:
         """Stop a run, end the callback threads.  The backend is not closed (its owner does)."""
@@ -781,14 +782,8 @@ class BufferManager:
             while not cmd.done:
                 if not self._acquiring:
                     raise RuntimeError(f"{kind}: the run ended before the command was executed")
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
+                if not self._wait_ctl_until(deadline):
                     raise TimeoutError(f"{kind}: acquisition thread did not respond within {timeout} s")
-                self._ctl_waiters += 1
-                try:
-                    self._ctl_cv.wait(remaining)
-                finally:
-                    self._ctl_waiters -= 1
         if cmd.error is not None:
             raise cmd.error
         return cmd.result
