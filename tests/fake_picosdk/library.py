@@ -438,19 +438,16 @@ class FakeSDK:
         return PICO_OK
 
     def _f_SetDataBuffer(self, fam, h, ch, ptr, n, *rest):
-        u = self._unit(fam, h)
         seg = _val(rest[0]) if (rest and fam != "ps4000") else 0
-        key = (_val(ch), seg)
-        addr = _addr(ptr)
-        if addr is None:
-            u.buffers.pop(key, None)
-        else:
-            u.buffers[key] = (addr, _val(n))
-        return PICO_OK
+        return self._set_buffer(self._unit(fam, h), _val(ch), seg, ptr, n)
 
     def _f_SetDataBufferBulk(self, fam, h, ch, ptr, n, seg, *rest):
-        u = self._unit(fam, h)
-        key = (_val(ch), _val(seg))
+        return self._set_buffer(self._unit(fam, h), _val(ch), _val(seg), ptr, n)
+
+    @staticmethod
+    def _set_buffer(u: FakeUnit, ch: int, seg: int, ptr, n) -> int:
+        """Register (or, for a NULL pointer, remove) the buffer of channel ``ch``, segment ``seg``."""
+        key = (ch, seg)
         addr = _addr(ptr)
         if addr is None:
             u.buffers.pop(key, None)
