@@ -31,6 +31,9 @@ ENUM_LEAVES = {"Enable", "Coupling", "Source", "Direction", "Waveform", "Acquire
 
 COLOURS = {"A": (0, 0, 255), "B": (220, 0, 0), "C": (0, 160, 0), "D": (200, 160, 0)}
 
+#: vertical pitch of label/setpoint/readback rows in a group
+ROW = 25
+
 WIDGET_VERSIONS = {
     "label": "2.0.0", "textupdate": "2.0.0", "textentry": "3.0.0", "combo": "2.0.0",
     "action_button": "3.0.0", "led": "2.0.0", "progressbar": "2.0.0", "xyplot": "3.0.0",
@@ -129,6 +132,19 @@ class Screen:
             self.label(x, y, lw, label, parent=parent)
         self.readback(x + lw + 5, y, rw, leaf, parent=parent)
 
+    def setting_rows(self, x, y, rows, *, prefix="", parent=None, lw=110, sw=110, rw=110):
+        """A :meth:`setting_row` per ``(leaf, label)``, one below the other (``prefix`` + leaf)."""
+        for i, (leaf, label) in enumerate(rows):
+            self.setting_row(x, y + ROW * i, prefix + leaf, label, parent=parent, lw=lw, sw=sw, rw=rw)
+
+    def readback_rows(self, x, y, rows, *, parent=None, lw=130, rw=140, per_column=None, column_dx=0):
+        """A :meth:`readback_row` per ``(leaf, label)``, one below the other; a new column
+        ``column_dx`` to the right after every ``per_column`` rows (default: one column)."""
+        n = per_column or max(len(rows), 1)
+        for i, (leaf, label) in enumerate(rows):
+            self.readback_row(x + column_dx * (i // n), y + ROW * (i % n), leaf, label, parent=parent,
+                              lw=lw, rw=rw)
+
     def group(self, x, y, w, h, title) -> ET.Element:
         return self.widget("group", x, y, w, h, name=title)
 
@@ -185,16 +201,17 @@ class Screen:
         if len(tr) == 0:
             return None
         xa = ET.Element("x_axis")
-        for k, v in (("title", x_title), ("autoscale", True), ("log_scale", False), ("minimum", 0.0),
-                     ("maximum", 1.0), ("show_grid", True), ("visible", True)):
-            self._sub(xa, k, v)
+        self._axis(xa, x_title)
         ya = ET.Element("y_axes")
-        y0 = ET.SubElement(ya, "y_axis")
-        for k, v in (("title", y_title), ("autoscale", True), ("log_scale", False), ("minimum", 0.0),
-                     ("maximum", 1.0), ("show_grid", True), ("visible", True)):
-            self._sub(y0, k, v)
+        self._axis(ET.SubElement(ya, "y_axis"), y_title)
         return self.widget("xyplot", x, y, w, h, name=name, title=title, show_toolbar=True,
                            show_legend=True, x_axis=xa, y_axes=ya, traces=tr)
+
+    def _axis(self, axis: ET.Element, title: str) -> None:
+        """Properties of an autoscaled linear plot axis with grid."""
+        for k, v in (("title", title), ("autoscale", True), ("log_scale", False), ("minimum", 0.0),
+                     ("maximum", 1.0), ("show_grid", True), ("visible", True)):
+            self._sub(axis, k, v)
 
     def write(self, path: Path) -> None:
         ET.indent(self.root, space="  ")
@@ -211,10 +228,9 @@ def main_screen(served: set[str]) -> Screen:
     s.open_button(1040, 8, 170, "Analysis ...", "analysis.bob")
 
     g = s.group(10, 45, 400, 180, "Device")
-    for i, (leaf, lab) in enumerate((("Model_RBV", "model"), ("Backend_RBV", "backend"),
-                                     ("Serial_RBV", "serial"), ("StatusMessage_RBV", "status"),
-                                     ("IOC:HEARTBEAT", "heartbeat"))):
-        s.readback_row(5, 5 + 25 * i, leaf, lab, parent=g, lw=90, rw=280)
+    s.readback_rows(5, 5, (("Model_RBV", "model"), ("Backend_RBV", "backend"), ("Serial_RBV", "serial"),
+                           ("StatusMessage_RBV", "status"), ("IOC:HEARTBEAT", "heartbeat")),
+                    parent=g, lw=90, rw=280)
 
     g = s.group(420, 45, 390, 180, "Run control")
     s.write_button(5, 5, 85, "Start", "Acquire", 1, parent=g)
@@ -229,9 +245,9 @@ def main_screen(served: set[str]) -> Screen:
     s.readback_row(5, 125, "ArrayCounter_RBV", "arrays sent", parent=g, lw=90, rw=150)
 
     g = s.group(820, 45, 400, 180, "Timebase")
-    for i, (leaf, lab) in enumerate((("SampleInterval", "sample interval"), ("NumSamples", "samples"),
-                                     ("PreTrigger", "pre-trigger"), ("NumSegments", "segments"))):
-        s.setting_row(5, 5 + 25 * i, leaf, lab, parent=g, lw=110, sw=120, rw=140)
+    s.setting_rows(5, 5, (("SampleInterval", "sample interval"), ("NumSamples", "samples"),
+                          ("PreTrigger", "pre-trigger"), ("NumSegments", "segments")),
+                   parent=g, lw=110, sw=120, rw=140)
     s.readback_row(5, 105, "SampleRate_RBV", "sample rate", parent=g, lw=110, rw=140)
     s.readback_row(5, 127, "Duration_RBV", "record length", parent=g, lw=110, rw=140)
 
@@ -249,16 +265,14 @@ def main_screen(served: set[str]) -> Screen:
         s.led(90 + 280 * j, 133, f"{c}:Overflow_RBV", parent=g)
 
     g = s.group(10, 445, 600, 190, "Trigger")
-    for i, (leaf, lab) in enumerate((("Enable", "enable"), ("Source", "source"), ("Level", "level"),
-                                     ("Direction", "direction"), ("Delay", "delay"),
-                                     ("AutoTimeout", "auto timeout"))):
-        s.setting_row(5, 5 + 25 * i, f"Trigger:{leaf}", lab, parent=g, lw=110, sw=200, rw=200)
+    s.setting_rows(5, 5, (("Enable", "enable"), ("Source", "source"), ("Level", "level"),
+                          ("Direction", "direction"), ("Delay", "delay"), ("AutoTimeout", "auto timeout")),
+                   prefix="Trigger:", parent=g, lw=110, sw=200, rw=200)
 
     g = s.group(620, 445, 600, 190, "Signal generator")
-    for i, (leaf, lab) in enumerate((("Enable", "enable"), ("Waveform", "waveform"),
-                                     ("Frequency", "frequency"), ("Amplitude", "amplitude"),
-                                     ("Offset", "offset"))):
-        s.setting_row(5, 5 + 25 * i, f"SigGen:{leaf}", lab, parent=g, lw=110, sw=200, rw=200)
+    s.setting_rows(5, 5, (("Enable", "enable"), ("Waveform", "waveform"), ("Frequency", "frequency"),
+                          ("Amplitude", "amplitude"), ("Offset", "offset")),
+                   prefix="SigGen:", parent=g, lw=110, sw=200, rw=200)
 
     g = s.group(10, 645, 400, 240, "Buffer and publishing")
     s.setting_row(5, 5, "Buffer:Size", "ring slots", parent=g, lw=110, sw=110, rw=130)
@@ -276,18 +290,23 @@ def main_screen(served: set[str]) -> Screen:
             ("Stats:LiveTime_RBV", "live time"), ("Stats:DeadTime_RBV", "dead time"),
             ("Stats:LiveFraction_RBV", "live fraction"), ("Stats:Processed_RBV", "processed"),
             ("Stats:Discarded_RBV", "discarded"), ("Stats:ConfigGeneration_RBV", "config generation"))
-    for i, (leaf, lab) in enumerate(rows):
-        s.readback_row(5 + 390 * (i // 6), 5 + 25 * (i % 6), leaf, lab, parent=g, lw=130, rw=200)
+    s.readback_rows(5, 5, rows, parent=g, lw=130, rw=200, per_column=6, column_dx=390)
     s.label(5, 160, 130, "live fraction", parent=g)
     s.progress(140, 160, 590, "Stats:LiveFraction_RBV", parent=g)
     s.write_button(5, 185, 180, "Reset statistics", "Stats:Reset", 1, parent=g, h=24)
     return s
 
 
-def scope_screen(served: set[str]) -> Screen:
-    s = Screen("picodaq scope $(P)", 1230, 760, served)
-    s.label(10, 8, 700, "picodaq  $(P)  - waveforms against TimeAxis_RBV", h=28, bold=True)
+def sub_screen(name: str, heading: str, height: int, served: set[str]) -> Screen:
+    """A screen opened from the main one: full width, heading, and a button back to ``main.bob``."""
+    s = Screen(name, 1230, height, served)
+    s.label(10, 8, 700, f"picodaq  $(P)  - {heading}", h=28, bold=True)
     s.open_button(1040, 8, 170, "Main ...", "main.bob")
+    return s
+
+
+def scope_screen(served: set[str]) -> Screen:
+    s = sub_screen("picodaq scope $(P)", "waveforms against TimeAxis_RBV", 760, served)
     s.xyplot(10, 45, 900, 560, "Waveforms",
              [(f"{c}", "TimeAxis_RBV", f"{c}:Waveform_RBV", COLOURS[c], 1) for c in "ABCD"],
              "time relative to trigger (s)", "voltage (V)", "Waveforms plot")
@@ -322,9 +341,7 @@ def scope_screen(served: set[str]) -> Screen:
 
 
 def analysis_screen(served: set[str]) -> Screen:
-    s = Screen("picodaq analysis $(P)", 1230, 820, served)
-    s.label(10, 8, 700, "picodaq  $(P)  - pulse analysis, lifetime, voltmeter", h=28, bold=True)
-    s.open_button(1040, 8, 170, "Main ...", "main.bob")
+    s = sub_screen("picodaq analysis $(P)", "pulse analysis, lifetime, voltmeter", 820, served)
     s.xyplot(10, 45, 600, 360, "Pulse heights",
              [("accepted", "Pulse:HeightBins_RBV", "Pulse:Heights_RBV", (0, 90, 200), 5),
               ("noise", "Pulse:HeightBins_RBV", "Pulse:NoiseHeights_RBV", (150, 150, 150), 2)],
@@ -337,15 +354,13 @@ def analysis_screen(served: set[str]) -> Screen:
             ("Pulse:Accepted_RBV", "accepted"), ("Pulse:Rate_RBV", "accepted rate"),
             ("Pulse:MeanRate_RBV", "mean accepted rate"), ("Pulse:DoublePulses_RBV", "double pulses"),
             ("Pulse:ModuleStatus_RBV", "module status"))
-    for i, (leaf, lab) in enumerate(rows):
-        s.readback_row(5, 5 + 25 * i, leaf, lab, parent=g, lw=150, rw=250)
+    s.readback_rows(5, 5, rows, parent=g, lw=150, rw=250)
     s.write_button(5, 185, 200, "Reset pulse filter", "Pulse:Reset", 1, parent=g, h=24)
     g = s.group(620, 415, 600, 250, "Muon lifetime (unbinned ML fit)")
     rows = (("Pulse:Lifetime_RBV", "lifetime"), ("Pulse:LifetimeErr_RBV", "error"),
             ("Pulse:Background_RBV", "background fraction"), ("Pulse:FitEntries_RBV", "delays in window"),
             ("Pulse:FitMin_RBV", "window from"), ("Pulse:FitMax_RBV", "window to"))
-    for i, (leaf, lab) in enumerate(rows):
-        s.readback_row(5, 5 + 25 * i, leaf, lab, parent=g, lw=150, rw=250)
+    s.readback_rows(5, 5, rows, parent=g, lw=150, rw=250)
     g = s.group(10, 675, 600, 140, "Voltmeter")
     vm_chans = [c for c in "ABCD" if f"VMeter:{c}:Mean_RBV" in served]
     for k, q in enumerate(("Mean", "RMS", "Std", "PkPk", "Min", "Max")):
