@@ -64,6 +64,10 @@ class PicoDAQIOC(PVGroup):
         self._last_state: RunState | None = None
         self._device_error_seen: str | None = None
         self._reconnects_at_error: int | None = None
+        # one refresh at a time: a periodic update that read its figures before a put-callback's
+        # final refresh must not overwrite the final figures afterwards
+        self._status_lock: asyncio.Lock | None = None
+        self._analysis_lock: asyncio.Lock | None = None
 
     # ----------------------------------------------------------- composition
     @property
@@ -159,6 +163,12 @@ class PicoDAQIOC(PVGroup):
     # ----------------------------------------------------------- loops
     async def refresh_status(self) -> None:
         """Update statistics, buffer, state and publishing PVs now (also every 0.25 s)."""
+        if self._status_lock is None:
+            self._status_lock = asyncio.Lock()
+        async with self._status_lock:
+            await self._refresh_status()
+
+    async def _refresh_status(self) -> None:
         st = await self.ctl.stats()
         await self.stats.show_stats(st)
         await self.buffer.show_stats(st)
@@ -237,10 +247,14 @@ class PicoDAQIOC(PVGroup):
                     return err if isinstance(err, str) else explain(err)
         return ""
 
-    async def _analysis_loop(self) -> None:
-        last_error = 0.0
-        while True:
-            t0 = time.monotonic()
+    async def refresh_analysis(self) -> None:
+        """Copy every analysis module's results to its PVs now (also every 0.5 s).
+
+        A put-callback of ``Acquire`` calls this after the last event was processed, so the
+        analysis PVs are final when the client is told the put completed."""
+        if self._analysis_lock is None:
+            self._analysis_lock = asyncio.Lock()
+        async with self._analysis_lock:
             for grp in self.analysis_groups:
                 try:
                     results = await asyncio.to_thread(grp.module.results)
@@ -248,10 +262,17 @@ class PicoDAQIOC(PVGroup):
                 except asyncio.CancelledError:
                     raise
                 except Exception as ex:
-                    if time.monotonic() - last_error > 10.0:
+                    if time.monotonic() - self._analysis_error_logged > 10.0:
                         log.exception("analysis %s: results() failed", grp.module.prefix)
-                        last_error = time.monotonic()
+                        self._analysis_error_logged = time.monotonic()
                     await grp.show_results(None, f"results() failed: {type(ex).__name__}: {ex}")
+
+    _analysis_error_logged = 0.0
+
+    async def _analysis_loop(self) -> None:
+        while True:
+            t0 = time.monotonic()
+            await self.refresh_analysis()
             await asyncio.sleep(max(0.0, ANALYSIS_PERIOD - (time.monotonic() - t0)))
 
     def _analysis_error(self, module: Any) -> str | None:

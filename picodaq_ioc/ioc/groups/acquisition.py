@@ -50,6 +50,8 @@ class AcquisitionGroup(PicoGroup):
             await init_write(self.acquire, "Start")
             reached = await ctl.wait_processed(n)
             log.info("Acquire: %s of %d events processed", "all" if reached else "not all", n)
+            # the put completes with final figures: analysis results and statistics
+            await self.refresh_analysis()
             await self.refresh_state()
             if ctl.state in (RunState.RUNNING, RunState.PAUSED):
                 return "Start"
@@ -66,6 +68,14 @@ class AcquisitionGroup(PicoGroup):
             await self.ctl.resume()
         await self.refresh_state()
         return value
+
+    async def refresh_analysis(self) -> None:
+        refresh = getattr(self.root, "refresh_analysis", None)
+        if refresh is not None:
+            try:
+                await refresh()
+            except Exception:  # a display update must never fail the put
+                log.exception("analysis refresh failed")
 
     async def refresh_state(self) -> None:
         refresh = getattr(self.root, "refresh_status", None)
