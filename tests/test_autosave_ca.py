@@ -147,5 +147,76 @@ def test_real_ioc_restores_settings_not_run_control(ioc_factory, tmp_path) -> No
     assert "autosave:" in h2.log() and "restored" in h2.log()
 
 
+#: channel A on its 50 mV range; the trigger level must stay inside A's window
+#: |level + offset| <= range, so the saved offset and level below are each refused alone
+#: (offset 0.2 with level -0.04: |0.16| > 0.05; level -0.2 with offset 0: |-0.2| > 0.05)
+#: and valid only together (|-0.2 + 0.2| = 0)
+TOGETHER_CONFIG = {
+    "device": {"backend": "sim", "model": "2000a"},
+    "channels": {"A": {"range": 0.05, "coupling": "DC", "offset": 0.0}},
+    "timebase": {"sample_interval": 8.0e-9, "samples": 200, "pretrigger": 0.1},
+    "trigger": {"enabled": True, "source": "A", "level": -0.04, "direction": "Falling", "auto_timeout": 0.2},
+    "simulation": {"seed": 1, "realtime": True,
+                   "sources": [{"kind": "muon", "channels": ["A"], "rate": 50.0, "amplitude": -0.03}]},
+}
+
+
+def _autosave_file(path, settings: dict) -> None:
+    from picodaq_ioc.ioc.autosave import FORMAT
+
+    path.write_text(json.dumps({"format": FORMAT, "saved": "2026-11-25T12:00:00Z", "prefix": "X:",
+                                "settings": settings}, indent=2))
+
+
+def test_restore_is_one_atomic_configuration_change(ioc_factory, tmp_path) -> None:
+    """Saved settings valid only in combination are restored, whatever their order."""
+    from reliability_helpers import connect_when_ready
+
+    for i, settings in enumerate(({"A:Offset": 0.2, "Trigger:Level": -0.2, "A:Range": 0.05},
+                                  {"Trigger:Level": -0.2, "A:Offset": 0.2})):
+        path = tmp_path / f"together{i}.autosave.json"
+        _autosave_file(path, settings)
+        h = ioc_factory(TOGETHER_CONFIG, ["--autosave", str(path)])
+        c = connect_when_ready(h.port, h.pv("State_RBV"), user="autosave")
+        try:
+            wait_until(lambda h=h: " restored" in h.log(), 15, what="restore report")
+            assert "autosave: 2 restored from" in h.log(), h.log()[-3000:]
+            assert h.log().count("applied autosave restore") == 1  # one configuration change
+            assert float(c.value(h.pv("A:Offset_RBV"))) == pytest.approx(0.2)
+            assert float(c.value(h.pv("Trigger:Level_RBV"))) == pytest.approx(-0.2)
+            assert float(c.value(h.pv("A:Range_RBV"))) == pytest.approx(0.05)
+            assert float(c.value(h.pv("A:Offset"))) == pytest.approx(0.2)
+            assert float(c.value(h.pv("Trigger:Level"))) == pytest.approx(-0.2)
+        finally:
+            c.close()
+        assert h.stop() == 0
+
+
+def test_restore_refused_as_a_whole_keeps_the_config(ioc_factory, tmp_path) -> None:
+    """A saved combination the device refuses is reported and none of it is applied
+    (no partial configuration); the setpoints keep showing the configuration in force."""
+    from reliability_helpers import connect_when_ready
+
+    path = tmp_path / "refused.autosave.json"
+    # each value is within its PV's limits, the combination is not: |-0.3 + 0.2| > 0.05
+    _autosave_file(path, {"A:Offset": 0.2, "Trigger:Level": -0.3, "NumSamples": 300})
+    h = ioc_factory(TOGETHER_CONFIG, ["--autosave", str(path)])
+    c = connect_when_ready(h.port, h.pv("State_RBV"), user="autosave")
+    try:
+        wait_until(lambda: "refused" in c.value(h.pv("StatusMessage_RBV")), 15, what="restore status")
+        wait_until(lambda: "autosave: 0 restored, 3 refused" in h.log(), 15, what="restore report")
+        report = h.log().split("autosave: 0 restored, 3 refused", 1)[1].splitlines()[0]
+        assert "A:Offset" in report and "Trigger:Level" in report and "NumSamples" in report, report
+        for name, value in (("A:Offset", 0.0), ("Trigger:Level", -0.04)):
+            assert float(c.value(h.pv(name + "_RBV"))) == pytest.approx(value), name
+            assert float(c.value(h.pv(name))) == pytest.approx(value), name
+        assert int(c.value(h.pv("NumSamples_RBV"))) == 200
+        assert int(c.value(h.pv("NumSamples"))) == 200
+        assert c.put(h.pv("Acquire"), "Start")[0]  # the IOC works normally
+    finally:
+        c.close()
+    assert "trigger level" in h.log()
+
+
 if __name__ == "__main__":
     _serve(sys.argv[1], sys.argv[2])

@@ -9,9 +9,11 @@ class) runs the IOC once a controller is attached with :meth:`PicoDAQIOC.attach`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from caproto import AlarmSeverity, AlarmStatus
@@ -21,7 +23,7 @@ from caproto.server.stats import StatusHelper
 from ..daq.events import RunState
 from ..scope.types import Applied, ScopeInfo
 from . import caproto_fixes
-from .controller import Controller, explain
+from .controller import Controller, PutRefused, explain
 from .groups.acquisition import AcquisitionGroup
 from .groups.analysis import AnalysisGroup, make_analysis_group
 from .groups.buffer import BufferGroup
@@ -40,6 +42,16 @@ log = logging.getLogger("picodaq_ioc.ioc")
 DEFAULT_PREFIX = "PICO:"
 STATUS_PERIOD = 0.25  # s, statistics / state / buffer PVs (4 Hz)
 ANALYSIS_PERIOD = 0.5  # s, analysis result PVs (2 Hz)
+
+
+@dataclass
+class StagedResult:
+    """Outcome of :meth:`PicoDAQIOC.staged_settings` (filled when the block ends)."""
+
+    #: settings collected into the one configuration change (names without prefix)
+    names: list[str] = field(default_factory=list)
+    #: why the device refused the combination (None: applied)
+    error: str | None = None
 
 
 class PicoDAQIOC(PVGroup):
@@ -135,6 +147,38 @@ class PicoDAQIOC(PVGroup):
             for t in self._tasks:
                 t.cancel()
             raise
+
+    @contextlib.asynccontextmanager
+    async def staged_settings(self, what: str = "settings") -> AsyncIterator[StagedResult]:
+        """Puts made inside the block (``await pv.write(value)``) pass the PVs' own checks
+        but their device settings are collected and applied at the end as ONE atomic
+        configuration change, so their order never matters (autosave restore).
+
+        When the device refuses the combination nothing of it is applied, the setpoints
+        show the configuration in force again and ``result.error`` says why. Settings that
+        are not device settings (``Buffer:Size``, ``Waveform:MaxRate`` ...) apply at once.
+        """
+        result = StagedResult()
+        ctl = self.ctl
+        assert ctl is not None, "attach() a controller first"
+        committed = False
+        try:
+            async with ctl.staged() as stage:
+                yield result
+            result.names = list(stage.names)
+            try:
+                await ctl.commit(stage, what)
+                committed = True
+            except PutRefused as ex:
+                result.error = str(ex)
+                log.warning("%s refused as a whole, nothing of it applied: %s", what, ex)
+        finally:
+            if not committed:
+                for g in self.setting_groups():  # the setpoints show the requests in force
+                    try:
+                        await g.show_requested(ctl)
+                    except Exception:
+                        log.exception("showing the requested settings failed")
 
     # ----------------------------------------------------------- readbacks
     async def show_applied(self, applied: Applied) -> None:

@@ -22,9 +22,14 @@ Names are stored without the PV prefix, so a different ``--prefix`` still restor
   after the first unsaved change, and at shutdown. Writes are atomic (temporary file in the
   same directory, ``fsync``, ``os.replace``).
 - Restoring (unless ``--no-restore``): at server start each saved value is written through
-  the PV's normal put path (validation, putter, device, ``_RBV``), in file order, with a second
-  pass for values refused in the first (settings that depend on each other). Values equal to
-  the current ones are skipped. Values refused in both passes are logged and skipped.
+  the PV's normal put path (validation, putter, ``_RBV``). With the IOC's group (it has
+  ``staged_settings``) the device settings of all saved values are collected and applied as
+  ONE atomic configuration change, so settings that are only valid together (an offset whose
+  limit depends on the range, a trigger level inside the source channel's window) restore in
+  any order; if the device refuses the combination nothing of it is applied and every setting
+  of it is reported as refused. A plain PVGroup without that hook gets file order with a second
+  pass for values refused in the first. Values equal to the current ones are skipped; values
+  refused by their PV's own checks are logged and skipped.
 - A corrupt or unreadable file is reported (log + ``StatusMessage_RBV``), copied aside to
   ``<file>.bad`` and ignored: never fatal.
 """
@@ -206,13 +211,17 @@ class AutosaveManager:
         Polling period, quiet time before a save, longest delay of a save (seconds).
     exclude : iterable of str
         Patterns of setpoints that are not settings.
+    group : PVGroup, optional
+        The IOC's top group; with a ``staged_settings`` method (``PicoDAQIOC``) the restore is
+        one atomic configuration change.
     """
 
     def __init__(self, pvdb: Mapping[str, Any], path: str | Path, *, prefix: str = "",
                  restore: bool = True, config_path: str | Path | None = None,
                  period: float = 0.5, debounce: float = 1.0, max_delay: float = 5.0,
-                 exclude: Iterable[str] = DEFAULT_EXCLUDE) -> None:
+                 exclude: Iterable[str] = DEFAULT_EXCLUDE, group: Any = None) -> None:
         self.pvdb = pvdb
+        self.group = group
         self.path = Path(path)
         self.prefix = prefix
         self.restore_enabled = restore
@@ -351,6 +360,46 @@ class AutosaveManager:
             return 0
         todo = list(saved.items())
         errors: dict[str, str] = {}
+        staged = getattr(self.group, "staged_settings", None)
+        if staged is not None and getattr(self.group, "ctl", None) is not None:
+            await self._restore_atomically(staged, todo, errors)
+        else:
+            await self._restore_in_passes(todo, errors)
+        self.refused = errors
+        for name, why in errors.items():
+            log.warning("autosave: could not restore %s = %r: %s", name, saved[name], why)
+        short = f"autosave: {len(self.restored)} restored"
+        if errors:
+            short += f", {len(errors)} refused: {', '.join(self.short(n) for n in errors)}"
+        log.info("%s from %s", short, self.path)
+        if self.restored or errors:
+            await self._status(short)
+        return len(self.restored)
+
+    async def _restore_atomically(self, staged: Any, todo: list[tuple[str, Any]], errors: dict[str, str]) -> None:
+        """Every saved value through its PV's put path, the device settings collected and
+        applied as one configuration change (``ioc_group.staged_settings``): order never matters."""
+        written: list[str] = []
+        async with staged("autosave restore") as batch:
+            for name, value in todo:
+                chan = self.pvdb[name]
+                if _same(chan.value, value):
+                    continue
+                try:
+                    await chan.write(value)
+                except Exception as exc:  # noqa: BLE001 - every refusal is reported, none is fatal
+                    errors[name] = f"{type(exc).__name__}: {exc}"
+                else:
+                    written.append(name)
+        in_change = {self.full(n) for n in batch.names}
+        for name in written:
+            if batch.error and name in in_change:
+                errors[name] = f"the saved settings were refused together: {batch.error}"
+            else:
+                self.restored.append(name)
+
+    async def _restore_in_passes(self, todo: list[tuple[str, Any]], errors: dict[str, str]) -> None:
+        """Without a staging hook (a plain PVGroup): file order, a second pass for refusals."""
         for _pass in range(2):
             retry = []
             for name, value in todo:
@@ -368,16 +417,6 @@ class AutosaveManager:
             todo = retry
             if not todo:
                 break
-        self.refused = errors
-        for name, why in errors.items():
-            log.warning("autosave: could not restore %s = %r: %s", name, saved[name], why)
-        short = f"autosave: {len(self.restored)} restored"
-        if errors:
-            short += f", {len(errors)} refused: {', '.join(self.short(n) for n in errors)}"
-        log.info("%s from %s", short, self.path)
-        if self.restored or errors:
-            await self._status(short)
-        return len(self.restored)
 
     # --------------------------------------------------------------------- server hooks
     async def _status(self, text: str) -> None:
@@ -462,6 +501,7 @@ def install_autosave(ioc_group: Any, pvdb: Mapping[str, Any], path: str | Path, 
     AutosaveManager
     """
     prefix = getattr(ioc_group, "prefix", "") or ""
+    kwargs.setdefault("group", ioc_group)
     mgr = AutosaveManager(pvdb, path, prefix=prefix, restore=restore, **kwargs)
     mgr.attach()
     log.info("autosave: %d settings, file %s%s", len(mgr.names), mgr.path,

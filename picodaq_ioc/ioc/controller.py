@@ -8,11 +8,13 @@ one dedicated worker thread (never two device calls at once), blocking waits in
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import dataclasses
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -27,6 +29,25 @@ Listener = Callable[[Applied], Awaitable[None]]
 
 class PutRefused(ValueError):
     """A put the device or the run state does not allow (reported to the CA client)."""
+
+
+@dataclasses.dataclass
+class Stage:
+    """Settings collected by :meth:`Controller.staged` (applied together by :meth:`Controller.commit`)."""
+
+    controller: Any
+    channels: dict[str, ChannelConfig]
+    timebase: TimebaseConfig
+    trigger: TriggerConfig
+    siggen: SigGenConfig
+    #: what was staged, in order (the PV names the putters pass, e.g. ``"A:Offset"``)
+    names: list[str] = dataclasses.field(default_factory=list)
+    #: which of channels / timebase / trigger / siggen changed
+    changed: set[str] = dataclasses.field(default_factory=set)
+
+
+#: the stage of the current task (puts of other tasks, i.e. other clients, are not staged)
+_STAGE: contextvars.ContextVar[Stage | None] = contextvars.ContextVar("picodaq_stage", default=None)
 
 
 def explain(ex: BaseException) -> str:
@@ -131,6 +152,16 @@ class Controller:
         Raises ``PutRefused`` with a clear message when the device refuses; the old
         configuration then stays in place.
         """
+        stage = _STAGE.get()
+        if stage is not None and stage.controller is self:
+            # collected, applied by commit() together with the other staged settings
+            for field, value in (("channels", channels), ("timebase", timebase), ("trigger", trigger),
+                                 ("siggen", siggen)):
+                if value is not None:
+                    setattr(stage, field, dict(value) if field == "channels" else value)
+                    stage.changed.add(field)
+            stage.names.append(what)
+            return self.applied
         async with self.lock:
             self.check_memory(what, channels=channels, timebase=timebase)
             kw: dict[str, Any] = {}
@@ -162,19 +193,48 @@ class Controller:
             await self._notify(applied)
             return applied
 
+    def _requested(self, field: str) -> Any:
+        """The requested ``field`` (the staged one while this task stages settings)."""
+        stage = _STAGE.get()
+        return getattr(stage if stage is not None and stage.controller is self else self, field)
+
     async def set_channel(self, ch: str, what: str, **changes: Any) -> Applied:
-        new = dict(self.channels)
-        new[ch] = dataclasses.replace(self.channels[ch], **changes)
+        new = dict(self._requested("channels"))
+        new[ch] = dataclasses.replace(new[ch], **changes)
         return await self.update(what, channels=new)
 
     async def set_timebase(self, what: str, **changes: Any) -> Applied:
-        return await self.update(what, timebase=dataclasses.replace(self.timebase, **changes))
+        return await self.update(what, timebase=dataclasses.replace(self._requested("timebase"), **changes))
 
     async def set_trigger(self, what: str, **changes: Any) -> Applied:
-        return await self.update(what, trigger=dataclasses.replace(self.trigger, **changes))
+        return await self.update(what, trigger=dataclasses.replace(self._requested("trigger"), **changes))
 
     async def set_siggen(self, what: str, **changes: Any) -> Applied:
-        return await self.update(what, siggen=dataclasses.replace(self.siggen, **changes))
+        return await self.update(what, siggen=dataclasses.replace(self._requested("siggen"), **changes))
+
+    @contextlib.asynccontextmanager
+    async def staged(self) -> AsyncIterator[Stage]:
+        """Collect the settings changes made by this task (e.g. puts through the PVs' putters)
+        instead of applying them one by one; apply them with :meth:`commit` afterwards.
+
+        Only the current task is affected: other clients' puts meanwhile go to the device.
+        """
+        stage = Stage(self, dict(self.channels), self.timebase, self.trigger, self.siggen)
+        token = _STAGE.set(stage)
+        try:
+            yield stage
+        finally:
+            _STAGE.reset(token)
+
+    async def commit(self, stage: Stage, what: str) -> Applied | None:
+        """Apply everything ``stage`` collected as ONE configuration change (None if nothing).
+
+        Raises ``PutRefused`` when the device refuses the combination; nothing of it is applied.
+        """
+        if not stage.changed:
+            return None
+        kw = {field: getattr(stage, field) for field in stage.changed}
+        return await self.update(f"{what} ({', '.join(stage.names)})", **kw)
 
     async def resize(self, n: int) -> int:
         async with self.lock:
