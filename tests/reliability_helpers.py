@@ -17,43 +17,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+# loopback env and free ports come from ca_tools (LOOPBACK_ENV is re-exported for benchmarks/soak.py)
+from ca_tools import LOOPBACK_ENV, client_env, free_port  # noqa: F401
+
 REPO = Path(__file__).resolve().parents[1]
-
-LOOPBACK_ENV = {
-    "EPICS_CA_AUTO_ADDR_LIST": "NO",
-    "EPICS_CA_ADDR_LIST": "127.0.0.1",
-    "EPICS_CAS_INTF_ADDR_LIST": "127.0.0.1",
-    "EPICS_CAS_AUTO_BEACON_ADDR_LIST": "NO",
-    "EPICS_CAS_BEACON_ADDR_LIST": "127.0.0.1",
-    "EPICS_PVA_AUTO_ADDR_LIST": "NO",
-    "EPICS_PVA_ADDR_LIST": "127.0.0.1",
-    "EPICS_PVAS_INTF_ADDR_LIST": "127.0.0.1",
-    "EPICS_PVAS_AUTO_BEACON_ADDR_LIST": "NO",
-    "EPICS_PVAS_BEACON_ADDR_LIST": "127.0.0.1",
-}
-
-
-def free_port() -> int:
-    """A port free for both TCP and UDP on 127.0.0.1."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-            t.bind(("127.0.0.1", 0))
-            port = t.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-                try:
-                    u.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            return port
-    raise RuntimeError("no free port found on 127.0.0.1")
 
 
 def ca_env(port: int, base: dict[str, str] | None = None) -> dict[str, str]:
     """Environment for an IOC serving on ``port`` and clients talking to it (loopback only)."""
-    env = dict(os.environ if base is None else base)
-    env.update(LOOPBACK_ENV)
-    env["EPICS_CA_SERVER_PORT"] = str(port)
-    env["EPICS_CA_ADDR_LIST"] = f"127.0.0.1:{port}"
+    env = client_env(port, base)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env["PYTHONUNBUFFERED"] = "1"
     return env

@@ -15,7 +15,8 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
-__all__ = ["IOCProcess", "ca_server", "free_port", "loopback_env", "use_ca_server", "wait_for"]
+__all__ = ["LOOPBACK_ENV", "IOCProcess", "ca_server", "free_port", "loopback_env", "use_ca_server",
+           "wait_for"]
 
 LOOPBACK = "127.0.0.1"
 
@@ -35,22 +36,27 @@ def free_port() -> int:
     raise RuntimeError("no free port pair on 127.0.0.1")
 
 
+#: Address variables forced to loopback (CA and PVA twins); :func:`loopback_env` adds the port.
+LOOPBACK_ENV: dict[str, str] = {
+    "EPICS_CA_AUTO_ADDR_LIST": "NO",
+    "EPICS_CA_ADDR_LIST": LOOPBACK,
+    "EPICS_CAS_INTF_ADDR_LIST": LOOPBACK,
+    "EPICS_CAS_AUTO_BEACON_ADDR_LIST": "NO",
+    "EPICS_CAS_BEACON_ADDR_LIST": LOOPBACK,
+    "EPICS_PVA_AUTO_ADDR_LIST": "NO",
+    "EPICS_PVA_ADDR_LIST": LOOPBACK,
+    "EPICS_PVAS_INTF_ADDR_LIST": LOOPBACK,
+    "EPICS_PVAS_AUTO_BEACON_ADDR_LIST": "NO",
+    "EPICS_PVAS_BEACON_ADDR_LIST": LOOPBACK,
+}
+
+
 def loopback_env(port: int, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """Environment for an IOC serving and clients searching only 127.0.0.1:``port``."""
     env = dict(os.environ if base is None else base)
-    env.update({
-        "EPICS_CA_AUTO_ADDR_LIST": "NO",
-        "EPICS_CA_ADDR_LIST": f"{LOOPBACK}:{port}",
-        "EPICS_CA_SERVER_PORT": str(port),
-        "EPICS_CAS_INTF_ADDR_LIST": LOOPBACK,
-        "EPICS_CAS_AUTO_BEACON_ADDR_LIST": "NO",
-        "EPICS_CAS_BEACON_ADDR_LIST": LOOPBACK,
-        "EPICS_PVA_AUTO_ADDR_LIST": "NO",
-        "EPICS_PVA_ADDR_LIST": LOOPBACK,
-        "EPICS_PVAS_INTF_ADDR_LIST": LOOPBACK,
-        "EPICS_PVAS_AUTO_BEACON_ADDR_LIST": "NO",
-        "EPICS_PVAS_BEACON_ADDR_LIST": LOOPBACK,
-    })
+    env.update(LOOPBACK_ENV)
+    env["EPICS_CA_ADDR_LIST"] = f"{LOOPBACK}:{port}"
+    env["EPICS_CA_SERVER_PORT"] = str(port)
     return env
 
 
