@@ -16,7 +16,7 @@ from matplotlib.figure import Figure, SubFigure
 
 from .pvcache import PVCache
 
-__all__ = ["Display", "add_common_args", "make_figure", "run", "main_for"]
+__all__ = ["Display", "add_common_args", "make_figure", "root_figure", "run", "main_for"]
 
 CHANNELS = ("A", "B", "C", "D")
 #: PicoScope's own channel colours.
@@ -126,6 +126,15 @@ class Display:
     def draw_offline(self, now: float) -> None:
         """Hook while offline (histories record a gap); default does nothing."""
 
+    # -- helpers for subclasses --------------------------------------------------------------
+    def pv_on(self, suffix: str) -> bool:
+        """Whether the enum/boolean readback ``suffix`` reads on (see :func:`is_on`)."""
+        return is_on(self.cache.string(suffix), self.cache.value(suffix))
+
+    def enabled_channels(self) -> tuple[str, ...]:
+        """Channels whose ``<ch>:Enable_RBV`` reads on."""
+        return tuple(c for c in CHANNELS if self.pv_on(f"{c}:Enable_RBV"))
+
     @property
     def offline_text(self) -> str:
         """The overlay text shown while disconnected ('' while online)."""
@@ -133,15 +142,18 @@ class Display:
 
     def savefig(self, path: str, **kw: Any) -> None:
         """Save the (top-level) figure as an image."""
-        root = self.fig.figure if isinstance(self.fig, SubFigure) else self.fig
-        root.savefig(path, **kw)
+        root_figure(self.fig).savefig(path, **kw)
 
     def close(self) -> None:
         """Release the figure (the shared cache is closed by its owner)."""
         import matplotlib.pyplot as plt
 
-        root = self.fig.figure if isinstance(self.fig, SubFigure) else self.fig
-        plt.close(root)
+        plt.close(root_figure(self.fig))
+
+
+def root_figure(fig: Figure | SubFigure) -> Figure:
+    """The top-level figure of ``fig`` (a dashboard part draws into a sub-figure)."""
+    return fig.figure if isinstance(fig, SubFigure) else fig
 
 
 def make_figure(figsize: tuple[float, float]) -> Figure:
@@ -189,7 +201,7 @@ def run(displays: Iterable[Display], fps: float, show: Callable[[], Any] | None 
     interval_ms = max(1.0, 1000.0 / max(fps, 0.1))
     anims = []
     for d in displays:
-        root = d.fig.figure if isinstance(d.fig, SubFigure) else d.fig
+        root = root_figure(d.fig)
         manager = getattr(root.canvas, "manager", None)
         if manager is not None:
             manager.set_window_title(f"{d.title} - {d.prefix}")

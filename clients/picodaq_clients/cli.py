@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 __all__ = ["bufman", "dashboard", "hists", "osci", "rates", "run_display", "vmeter"]
 
@@ -31,31 +31,20 @@ def run_display(module: str, argv: Sequence[str] | None = None) -> int:
     return int(importlib.import_module(f"picodaq_clients.{module}").main(argv) or 0)
 
 
-def osci(argv: Sequence[str] | None = None) -> int:
-    """``picodaq-osci``."""
-    return run_display("osci", argv)
+def _command(module: str) -> Callable[[Sequence[str] | None], int]:
+    """The console entry point ``picodaq-<module>`` (see ``[project.scripts]``)."""
+
+    def command(argv: Sequence[str] | None = None) -> int:
+        return run_display(module, argv)
+
+    command.__name__ = command.__qualname__ = module
+    command.__doc__ = f"``picodaq-{module}``."
+    return command
 
 
-def vmeter(argv: Sequence[str] | None = None) -> int:
-    """``picodaq-vmeter``."""
-    return run_display("vmeter", argv)
-
-
-def rates(argv: Sequence[str] | None = None) -> int:
-    """``picodaq-rates``."""
-    return run_display("rates", argv)
-
-
-def bufman(argv: Sequence[str] | None = None) -> int:
-    """``picodaq-bufman``."""
-    return run_display("bufman", argv)
-
-
-def hists(argv: Sequence[str] | None = None) -> int:
-    """``picodaq-hists``."""
-    return run_display("hists", argv)
-
-
-def dashboard(argv: Sequence[str] | None = None) -> int:
-    """``picodaq-dashboard``."""
-    return run_display("dashboard", argv)
+osci = _command("osci")
+vmeter = _command("vmeter")
+rates = _command("rates")
+bufman = _command("bufman")
+hists = _command("hists")
+dashboard = _command("dashboard")

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .base import CHANNEL_COLOURS, CHANNELS, Display, fnum, is_on, main_for
+from .base import CHANNEL_COLOURS, CHANNELS, Display, fnum, main_for
 
 __all__ = ["Oscilloscope", "main", "time_scale"]
 
@@ -85,11 +85,6 @@ class Oscilloscope(Display):
             return self.cache.value("EventNumber_RBV")
         return self.cache.value("Stats:Events_RBV")
 
-    def enabled_channels(self) -> tuple[str, ...]:
-        """Channels whose ``Enable_RBV`` reads on."""
-        return tuple(c for c in CHANNELS
-                     if is_on(self.cache.string(f"{c}:Enable_RBV"), self.cache.value(f"{c}:Enable_RBV")))
-
     def build(self) -> None:
         self._suptitle = self.fig.suptitle(f"{self.prefix} oscilloscope", fontsize=11)
 
@@ -134,7 +129,7 @@ class Oscilloscope(Display):
             rng = float(cache.value(f"{c}:Range_RBV", 1.0) or 1.0)
             off = float(cache.value(f"{c}:Offset_RBV", 0.0) or 0.0)
             self.axes[c].set_ylim(*channel_limits(rng, off))
-            over = is_on(cache.string(f"{c}:Overflow_RBV"), cache.value(f"{c}:Overflow_RBV"))
+            over = self.pv_on(f"{c}:Overflow_RBV")
             self.axes[c].set_ylabel(f"{c}  voltage (V)" + ("\nOVER RANGE" if over else ""),
                                     color="red" if over else CHANNEL_COLOURS[c])
             if t.size > 1:
@@ -151,7 +146,7 @@ class Oscilloscope(Display):
     def trigger_text(self) -> str:
         """``Trigger: A, -0.05 V Falling`` or ``Trigger: none``."""
         c = self.cache
-        if not is_on(c.string("Trigger:Enable_RBV"), c.value("Trigger:Enable_RBV")):
+        if not self.pv_on("Trigger:Enable_RBV"):
             return "Trigger: none"
         return (f"Trigger: {c.string('Trigger:Source_RBV', '?')}, "
                 f"{fnum(c.value('Trigger:Level_RBV'), '.3g', 'V')} {c.string('Trigger:Direction_RBV')}")
@@ -159,7 +154,7 @@ class Oscilloscope(Display):
     def _draw_trigger(self, chans: tuple[str, ...]) -> None:
         c = self.cache
         src = c.string("Trigger:Source_RBV")
-        enabled = is_on(c.string("Trigger:Enable_RBV"), c.value("Trigger:Enable_RBV"))
+        enabled = self.pv_on("Trigger:Enable_RBV")
         if self.trigger_line is not None:
             self.trigger_line.remove()
             self.trigger_line = None

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .base import CHANNEL_COLOURS, CHANNELS, Display, fnum, is_on, main_for
+from .base import CHANNEL_COLOURS, CHANNELS, Display, fnum, main_for
 from .history import History
 
 __all__ = ["VoltMeter", "main"]
@@ -85,10 +85,8 @@ class VoltMeter(Display):
 
     def enabled_channels(self) -> tuple[str, ...]:
         """Enabled channels (``Enable_RBV`` on) that the voltmeter module measures."""
-        c = self.cache
-        return tuple(ch for ch in CHANNELS
-                     if is_on(c.string(f"{ch}:Enable_RBV"), c.value(f"{ch}:Enable_RBV"))
-                     and c.connected(f"{self.module}:{ch}:Mean_RBV"))
+        return tuple(ch for ch in super().enabled_channels()
+                     if self.cache.connected(f"{self.module}:{ch}:Mean_RBV"))
 
     def draw(self, now: float) -> None:
         c = self.cache
