@@ -419,16 +419,19 @@ class FakeSDK:
         if not u.running:
             _out(ready_ref, 0 if u.captured is None else 1)
             return PICO_OK
+        _out(ready_ref, 1 if self._poll(u) else 0)
+        return PICO_OK
+
+    @staticmethod
+    def _poll(u: FakeUnit) -> bool:
+        """One readiness poll of a running capture: True once it has completed."""
         if u.never_ready:
-            _out(ready_ref, 0)
-            return PICO_OK
+            return False
         u.polls_left -= 1
         if u.polls_left < 0:
             u.running = False
-            _out(ready_ref, 1)
-        else:
-            _out(ready_ref, 0)
-        return PICO_OK
+            return True
+        return False
 
     def _f_Stop(self, fam, h):
         u = self._unit(fam, h)
@@ -605,13 +608,7 @@ class FakeSDK:
         u = self._p2_unit(h)
         if u is None:
             return -1
-        if u.never_ready:
-            return 0
-        u.polls_left -= 1
-        if u.polls_left < 0:
-            u.running = False
-            return 1
-        return 0
+        return 1 if self._poll(u) else 0
 
     def _p2_stop(self, fam, h):
         u = self._p2_unit(h)
