@@ -135,6 +135,16 @@ class AnalysisModule(ABC):
     @abstractmethod
     def results(self) -> dict[str, Any]: ...
 
+    def is_new_run(self, run: RunInfo) -> bool:
+        """Whether ``start`` is called for another run than the previous call (a restart after
+        a configuration change within a run is not a new run); remembers ``run``.
+
+        Modules call it in ``start`` to decide whether to clear their accumulators.
+        """
+        new = run.run_start_time != getattr(self, "_last_run_start", None)
+        self._last_run_start = run.run_start_time
+        return new
+
     def parse_params(self) -> Any:
         """Validate ``self.params`` against ``Params`` (raises :class:`AnalysisConfigError`)."""
         if self.Params is None:

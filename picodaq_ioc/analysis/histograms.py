@@ -145,9 +145,8 @@ class HistogramModule(AnalysisModule):
             raise AnalysisConfigError("channel is not enabled", key="channel", value=self.p.channel,
                                       allowed=", ".join(applied.enabled_channels))
         with self.lock:
-            if self._applied is None or run.run_start_time != getattr(self, "_run_t", None):
+            if self.is_new_run(run):
                 self.hist.reset()
-            self._run_t = run.run_start_time
             self._applied = applied
 
     def process(self, batch: EventBatch) -> None:

@@ -332,7 +332,7 @@ class PulseFilter(AnalysisModule):
         fit_min = max(p.fit_window[0], t_det_min)
         fit_max = min(p.fit_window[1], t_det_max)
         with self.lock:
-            new_run = self._run is None or run.run_start_time != self._run.run_start_time
+            new_run = self.is_new_run(run)
             if new_run:
                 self._close_files()
                 self._reset_state()

@@ -114,13 +114,11 @@ class RateHistory(AnalysisModule):
             ResultSpec("Reset", "command", "clear the history"),
         )
         self.counter = RateCounter(self.p.interval, n)
-        self._run_t: float | None = None
 
     def start(self, applied: Applied, run: RunInfo) -> None:
         with self.lock:
-            if run.run_start_time != self._run_t:
+            if self.is_new_run(run):
                 self.counter.reset()
-            self._run_t = run.run_start_time
 
     def process(self, batch: EventBatch) -> None:
         with self.lock:
