@@ -131,6 +131,10 @@ class Display:
         """Whether the enum/boolean readback ``suffix`` reads on (see :func:`is_on`)."""
         return is_on(self.cache.string(suffix), self.cache.value(suffix))
 
+    def pv_float(self, suffix: str, default: float = 0.0) -> float:
+        """Newest value of ``suffix`` as a float; ``default`` while missing, None or zero."""
+        return float(self.cache.value(suffix, default) or default)
+
     def enabled_channels(self) -> tuple[str, ...]:
         """Channels whose ``<ch>:Enable_RBV`` reads on."""
         return tuple(c for c in CHANNELS if self.pv_on(f"{c}:Enable_RBV"))

@@ -126,8 +126,8 @@ class Oscilloscope(Display):
             line = self.lines[c]
             line.set_data(t[:n:self.step] * scale, w[:n:self.step])
             line.set_alpha(1.0)
-            rng = float(cache.value(f"{c}:Range_RBV", 1.0) or 1.0)
-            off = float(cache.value(f"{c}:Offset_RBV", 0.0) or 0.0)
+            rng = self.pv_float(f"{c}:Range_RBV", 1.0)
+            off = self.pv_float(f"{c}:Offset_RBV")
             self.axes[c].set_ylim(*channel_limits(rng, off))
             over = self.pv_on(f"{c}:Overflow_RBV")
             self.axes[c].set_ylabel(f"{c}  voltage (V)" + ("\nOVER RANGE" if over else ""),
@@ -159,7 +159,7 @@ class Oscilloscope(Display):
             self.trigger_line.remove()
             self.trigger_line = None
         if enabled and src in chans:
-            level = float(c.value("Trigger:Level_RBV", 0.0) or 0.0)
+            level = self.pv_float("Trigger:Level_RBV")
             self.trigger_line = self.axes[src].axhline(level, color=CHANNEL_COLOURS[src], ls="--",
                                                        lw=1.0, alpha=0.8)
 

@@ -103,8 +103,8 @@ class VoltMeter(Display):
             self.rms_bars[i].set_height(float(rms) if rms is not None else 0.0)
             vals[ch] = c.value(f"{self.module}:{ch}:{self.quantity}_RBV") if on else None
             if on:
-                rng = float(c.value(f"{ch}:Range_RBV", 0.0) or 0.0)
-                off = float(c.value(f"{ch}:Offset_RBV", 0.0) or 0.0)
+                rng = self.pv_float(f"{ch}:Range_RBV")
+                off = self.pv_float(f"{ch}:Offset_RBV")
                 lim = max(lim, rng + abs(off))
                 for v in (mean, rms):
                     if v is not None and np.isfinite(v):
