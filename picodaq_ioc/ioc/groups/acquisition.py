@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from caproto import AlarmSeverity, AlarmStatus
@@ -50,9 +51,13 @@ class AcquisitionGroup(PicoGroup):
             await init_write(self.acquire, "Start")
             reached = await ctl.wait_processed(n)
             log.info("Acquire: %s of %d events processed", "all" if reached else "not all", n)
-            # the put completes with final figures: analysis results and statistics
-            await self.refresh_analysis()
+            if reached:
+                # the run stops by itself after n events: let it reach Stopped, so that the
+                # state refresh below runs the end-of-run hooks (analysis summaries, final fits)
+                await asyncio.to_thread(ctl.bm.wait_stopped, 5.0)
+            # the put completes with final figures: statistics, end of run, analysis results
             await self.refresh_state()
+            await self.refresh_analysis()
             if ctl.state in (RunState.RUNNING, RunState.PAUSED):
                 return "Start"
             return "Stop"
