@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,7 +24,7 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "clients"))
 
-from picodaq_clients.testing import IOCProcess, use_ca_server, wait_for  # noqa: E402
+from picodaq_clients.testing import start_private_ioc, use_ca_server, wait_for  # noqa: E402
 
 PREFIX = "BENCH:"
 
@@ -38,12 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--channels", default="AB", help="channels to enable (default AB)")
     ap.add_argument("--config", type=Path, default=ROOT / "configs" / "muon_lifetime.yaml")
     args = ap.parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="picodaq_bench_"))
-    env = {"PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    config = work / args.config.name  # private copy: the IOC's autosave file lands in the temp dir
-    shutil.copy(args.config, config)
-    ioc = IOCProcess([sys.executable, "-m", "picodaq_ioc", "--config", str(config), "--prefix", PREFIX],
-                     env=env, log_path=str(work / "ioc.log"), cwd=str(work)).start()
+    ioc = start_private_ioc(args.config, PREFIX, ROOT, tmp_prefix="picodaq_bench_")
     try:
         use_ca_server(ioc.port)
         import epics
@@ -60,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
                    "bufman": BufferManagerPanel, "hists": Histograms, "dashboard": Dashboard}
         displays = {k: cls(PREFIX, cache=cache) for k, cls in classes.items()}
         if not wait_for(lambda: cache.all_connected(displays["dashboard"].required), 60):
-            print((work / "ioc.log").read_text(), file=sys.stderr)
+            print(Path(ioc.log_path).read_text(), file=sys.stderr)
             return 1
         for c in "ABCD":
             epics.caput(f"{PREFIX}{c}:Enable", int(c in args.channels), wait=True)

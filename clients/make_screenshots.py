@@ -11,10 +11,7 @@ disconnected state. Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,7 +22,7 @@ matplotlib.use("Agg")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "clients"))
 
-from picodaq_clients.testing import IOCProcess, use_ca_server, wait_for  # noqa: E402
+from picodaq_clients.testing import start_private_ioc, use_ca_server, wait_for  # noqa: E402
 
 PREFIX = "PICO:"
 
@@ -37,12 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", type=Path, default=ROOT / "configs" / "muon_lifetime.yaml")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="picodaq_shots_"))
-    env = {"PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    config = work / args.config.name  # private copy: the IOC's autosave file lands in the temp dir
-    shutil.copy(args.config, config)
-    ioc = IOCProcess([sys.executable, "-m", "picodaq_ioc", "--config", str(config), "--prefix", PREFIX],
-                     env=env, log_path=str(work / "ioc.log"), cwd=str(work)).start()
+    ioc = start_private_ioc(args.config, PREFIX, ROOT, tmp_prefix="picodaq_shots_")
     try:
         use_ca_server(ioc.port)
         import epics
@@ -70,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             part.history.interval = hist_interval
         dash.vmeter.history.interval = hist_interval / 2
         if not wait_for(lambda: cache.all_connected(displays["dashboard"].required), 60):
-            print("IOC did not connect; log:\n" + (work / "ioc.log").read_text(), file=sys.stderr)
+            print("IOC did not connect; log:\n" + Path(ioc.log_path).read_text(), file=sys.stderr)
             return 1
         epics.caput(PREFIX + "NumEvents", 0, wait=True)
         epics.caput(PREFIX + "Acquire", 1, wait=True)

@@ -15,8 +15,8 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
-__all__ = ["LOOPBACK_ENV", "IOCProcess", "ca_server", "free_port", "loopback_env", "use_ca_server",
-           "wait_for"]
+__all__ = ["LOOPBACK_ENV", "IOCProcess", "ca_server", "free_port", "loopback_env", "start_private_ioc",
+           "use_ca_server", "wait_for"]
 
 LOOPBACK = "127.0.0.1"
 
@@ -178,3 +178,20 @@ class IOCProcess:
 def python_cmd(*args: str) -> list[str]:
     """``[sys.executable, *args]``."""
     return [sys.executable, *args]
+
+
+def start_private_ioc(config: str | os.PathLike, prefix: str, repo_root: str | os.PathLike,
+                      tmp_prefix: str = "picodaq_") -> IOCProcess:
+    """Start ``python -m picodaq_ioc`` on a private copy of ``config`` in a new temp directory
+    (so the IOC's autosave file lands there, not next to the repository's config), with
+    ``repo_root`` on PYTHONPATH, on its own loopback port."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    work = Path(tempfile.mkdtemp(prefix=tmp_prefix))
+    private = work / Path(config).name
+    shutil.copy(config, private)
+    env = {"PYTHONPATH": os.pathsep.join([str(repo_root), os.environ.get("PYTHONPATH", "")])}
+    return IOCProcess([sys.executable, "-m", "picodaq_ioc", "--config", str(private), "--prefix", prefix],
+                      env=env, log_path=str(work / "ioc.log"), cwd=str(work)).start()
