@@ -11,9 +11,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 _CLIENTS = Path(__file__).resolve().parents[1] / "clients"
 if str(_CLIENTS) not in sys.path:  # the clients package is not installed in the test env
@@ -24,7 +26,7 @@ from picodaq_clients.testing import LOOPBACK_ENV, free_port  # noqa: E402
 from picodaq_clients.testing import loopback_env as client_env  # noqa: E402
 
 __all__ = ["LOOPBACK_ENV", "caget", "caget_float", "caput", "client_env", "free_port", "loopback_env",
-           "popen_tool", "run_tool", "tool_command"]
+           "popen_tool", "run_tool", "tool_command", "wait_for"]
 
 
 def loopback_env(port: int, base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -85,3 +87,22 @@ def caput(env: Mapping[str, str], pv: str, value, *opts: str, callback: bool = F
     if callback:
         args.insert(0, "-c")
     return run_tool("caput", [*args, pv, str(value)], env, timeout=timeout + 20)
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, interval: float = 0.05,
+             message: str = "condition", stop: Callable[[], bool] | None = None) -> Any:
+    """Poll ``condition`` until it returns a truthy value or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    last_exc: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = condition()
+            if value:
+                return value
+        except Exception as ex:  # keep polling; report the last error on timeout
+            last_exc = ex
+        if stop is not None and stop():
+            break  # waiting longer cannot help (e.g. the process died)
+        time.sleep(interval)
+    raise AssertionError(f"gave up waiting for {message} (timeout {timeout} s)"
+                         + (f" (last error: {last_exc!r})" if last_exc else ""))

@@ -22,9 +22,7 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +32,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from ca_tools import loopback_env, run_tool  # noqa: E402
+from ca_tools import loopback_env, run_tool, wait_for  # noqa: E402,F401 (wait_for: for the tests)
 
 REPO = Path(__file__).resolve().parents[1]
 _PYEPICS_PORT: int | None = None  # the IOC pyepics' context currently points at
@@ -64,23 +62,6 @@ def free_port() -> int:
                 continue
         return int(port)
     raise RuntimeError("no free port found")
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, interval: float = 0.05,
-             message: str = "condition") -> Any:
-    """Poll ``condition`` until it returns a truthy value or the deadline passes."""
-    deadline = time.monotonic() + timeout
-    last_exc: BaseException | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = condition()
-            if value:
-                return value
-        except Exception as ex:  # keep polling; report the last error on timeout
-            last_exc = ex
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {message}"
-                         + (f" (last error: {last_exc!r})" if last_exc else ""))
 
 
 @dataclass
@@ -192,26 +173,33 @@ def start_ioc(tmp_path: Path, config: Any = None, extra_args: tuple[str, ...] | 
                                 preexec_fn=die_with_parent)
     handle = IocHandle(proc=proc, prefix=prefix, port=port, env=loopback_env(port), log_path=log_path,
                        config_path=config_path, args=args)
-    deadline = time.monotonic() + ready_timeout
-    while True:
+
+    def ready() -> bool:
         if proc.poll() is not None:
-            raise AssertionError(f"IOC exited with {proc.returncode} before it was ready:\n{handle.log()}")
-        r = run_tool("caget", ["-w", "0.5", handle.pv(ready_pv)], handle.env, timeout=10)
-        if r.returncode == 0:
-            return handle
-        if time.monotonic() > deadline:
-            handle.stop()
-            raise AssertionError(f"IOC not ready after {ready_timeout} s:\n{handle.log()}")
-        time.sleep(0.1)
+            raise RuntimeError(f"IOC exited with {proc.returncode} before it was ready")
+        return run_tool("caget", ["-w", "0.5", handle.pv(ready_pv)], handle.env, timeout=10).returncode == 0
+
+    try:
+        wait_for(ready, ready_timeout, interval=0.1, message=f"IOC serving {ready_pv}",
+                 stop=lambda: proc.poll() is not None)
+    except AssertionError as ex:
+        handle.stop()
+        raise AssertionError(f"{ex}:\n{handle.log()}") from None
+    return handle
 
 
 @pytest.fixture
 def ioc_factory(tmp_path):
     """Start IOCs (see module doc); all are terminated at teardown."""
+    yield from _ioc_handles(tmp_path)
+
+
+def _ioc_handles(workdir: Path):
+    """Generator body of the IOC fixtures: a factory, then terminate every IOC it started."""
     handles: list[IocHandle] = []
 
     def factory(config: Any = None, extra_args: tuple[str, ...] | list[str] = (), **kw) -> IocHandle:
-        h = start_ioc(tmp_path, config, extra_args, **kw)
+        h = start_ioc(workdir, config, extra_args, **kw)
         handles.append(h)
         return h
 
@@ -223,14 +211,4 @@ def ioc_factory(tmp_path):
 @pytest.fixture(scope="module")
 def module_ioc_factory(tmp_path_factory):
     """Like ``ioc_factory`` but the IOCs live for the whole test module."""
-    handles: list[IocHandle] = []
-    tmp = tmp_path_factory.mktemp("ioc")
-
-    def factory(config: Any = None, extra_args: tuple[str, ...] | list[str] = (), **kw) -> IocHandle:
-        h = start_ioc(tmp, config, extra_args, **kw)
-        handles.append(h)
-        return h
-
-    yield factory
-    for h in handles:
-        h.stop()
+    yield from _ioc_handles(tmp_path_factory.mktemp("ioc"))

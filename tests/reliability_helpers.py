@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 # loopback env and free ports come from ca_tools (LOOPBACK_ENV is re-exported for benchmarks/soak.py)
-from ca_tools import LOOPBACK_ENV, client_env, free_port  # noqa: F401
+from ca_tools import LOOPBACK_ENV, client_env, free_port, wait_for  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,19 +33,7 @@ def ca_env(port: int, base: dict[str, str] | None = None) -> dict[str, str]:
 
 def wait_until(cond: Callable[[], Any], timeout: float, interval: float = 0.05, what: str = "") -> Any:
     """Poll ``cond()`` until it returns a truthy value or ``timeout`` expires (then AssertionError)."""
-    deadline = time.monotonic() + timeout
-    last_exc: BaseException | None = None
-    while True:
-        try:
-            val = cond()
-        except Exception as exc:  # noqa: BLE001 - the condition may raise until ready
-            val, last_exc = None, exc
-        if val:
-            return val
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or cond}"
-                                 + (f" (last error: {last_exc!r})" if last_exc else ""))
-        time.sleep(interval)
+    return wait_for(cond, timeout, interval, message=what or repr(cond))
 
 
 class OutputCollector:
