@@ -376,20 +376,26 @@ class AutosaveManager:
             await self._status(short)
         return len(self.restored)
 
+    async def _write_saved(self, name: str, value: Any, errors: dict[str, str]) -> bool | None:
+        """Put one saved value through its PV's put path: True if written, None if it already
+        had that value, False if refused (the reason goes to ``errors``)."""
+        chan = self.pvdb[name]
+        if _same(chan.value, value):
+            return None
+        try:
+            await chan.write(value)
+        except Exception as exc:  # noqa: BLE001 - every refusal is reported, none is fatal
+            errors[name] = f"{type(exc).__name__}: {exc}"
+            return False
+        return True
+
     async def _restore_atomically(self, staged: Any, todo: list[tuple[str, Any]], errors: dict[str, str]) -> None:
         """Every saved value through its PV's put path, the device settings collected and
         applied as one configuration change (``ioc_group.staged_settings``): order never matters."""
         written: list[str] = []
         async with staged("autosave restore") as batch:
             for name, value in todo:
-                chan = self.pvdb[name]
-                if _same(chan.value, value):
-                    continue
-                try:
-                    await chan.write(value)
-                except Exception as exc:  # noqa: BLE001 - every refusal is reported, none is fatal
-                    errors[name] = f"{type(exc).__name__}: {exc}"
-                else:
+                if await self._write_saved(name, value, errors):
                     written.append(name)
         in_change = {self.full(n) for n in batch.names}
         for name in written:
@@ -403,15 +409,10 @@ class AutosaveManager:
         for _pass in range(2):
             retry = []
             for name, value in todo:
-                chan = self.pvdb[name]
-                if _same(chan.value, value):
-                    continue
-                try:
-                    await chan.write(value)
-                except Exception as exc:  # noqa: BLE001 - every refusal is reported, none is fatal
-                    errors[name] = f"{type(exc).__name__}: {exc}"
+                ok = await self._write_saved(name, value, errors)
+                if ok is False:
                     retry.append((name, value))
-                else:
+                elif ok:
                     errors.pop(name, None)
                     self.restored.append(name)
             todo = retry
