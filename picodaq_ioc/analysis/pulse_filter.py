@@ -3,25 +3,32 @@ picoCosmo's ``PulseFilter``, vectorised over whole event batches.
 
 Per event (all steps run on ``[k, n_samples]`` blocks at once):
 
-1. **Amplitude traces.** Every analysed channel is correlated (FFT, float32) with its
-   unit template ``s`` (see :mod:`.templates`). With offset subtraction (default for
-   unipolar shapes) the kernel is ``s - mean(s)``, so a constant baseline drops out;
-   otherwise the raw template is applied to data corrected by the pre-trigger mean.
-   Dividing by the kernel norm gives a least-squares amplitude estimate ``A[j]`` (volts,
-   positive for pulses of the configured polarity) for a pulse starting at sample ``j``.
-2. **Trigger validation** on the trigger channel: the maximum of ``A`` over template
-   starts ``[n_pre - rise - p, n_pre + p]`` (``p = timing_precision`` samples) must reach
-   ``threshold * |height|``. Time and height are refined by a parabola through the
-   maximum and its neighbours (sub-sample time, height without the sampling loss).
+1. **Amplitude traces.** Every analysed channel, baseline-corrected by its pre-trigger mean,
+   is correlated (FFT, float32) with its unit template ``s`` (see :mod:`.templates`): with
+   offset subtraction (default for unipolar shapes) the kernel is ``s - mean(s)``, so a
+   constant baseline drops out; otherwise the raw template. Dividing by the kernel norm
+   gives a least-squares amplitude ``A[j]`` (volts, positive for the configured polarity)
+   of a pulse starting at sample ``j``.
+2. **Trigger validation** on the trigger channel with ``trgPulseShape`` if given (as in
+   picoCosmo, that shape validates the trigger pulse and nothing else): the maximum of ``A``
+   over starts ``[n_pre - rise - p, n_pre + p]`` (``p = timing_precision``) must reach
+   ``threshold * |height|``; time and height are refined by a parabola through the best
+   sub-sample shift. A second pulse on the tail spoils the whole-template fit, so a muon
+   that fails it is validated by the pulse head (rise, flat top, two fall samples) when both
+   the mean-subtracted and the raw head amplitudes reach the threshold.
 3. **Coincidences**: on every other channel the largest pulse whose start lies within
    ``coincidence_window`` of the trigger pulse (shifted by that channel's ``delays``)
    and that reaches the channel's threshold counts as a hit.
 4. **Acceptance**: validated and ``hits >= min_coincidence`` (the trigger channel
    counts), or the hit pattern equals one of ``accept_pattern``.
-5. **Double pulses** (accepted events): local maxima of ``A`` above threshold that start
-   at least one template length after the first pulse of the channel; candidates closer
-   than one template length are merged (largest kept). The first such pulse is the
-   second pulse; its delay to the event time is histogrammed and fitted (unbinned ML,
+5. **Double pulses** (accepted events, every channel with its ordinary pulse shape):
+   the first pulse (fitted on its head) is subtracted; candidates are local maxima of the
+   raw-template amplitude at or above threshold from ``rise + flat + p`` after the first
+   pulse's start (``min_separation``), confirmed by the mean-subtracted amplitude (picoCosmo's
+   two stages); inside the first template a candidate must also reach ``close_pair_ratio``
+   of the first height, and the overlapping pair is refitted jointly. The **highest**
+   confirmed candidate is the second pulse (picoCosmo takes the last one, which can be a
+   noise fake); its delay to the event time is histogrammed and fitted (unbinned ML,
    exponential + flat background, :func:`.lifetime.fit_lifetime`).
 
 Output files per run (``<stamp>_<name>_*`` in the run's output directory):
@@ -55,6 +62,7 @@ __all__ = ["PulseBatchResult", "PulseFilter", "PulseFilterParams"]
 
 _CH = ("A", "B", "C", "D", "E", "F", "G", "H")
 _FINE = 8  # sub-sample steps per sample of the position/height refinement
+_PAIR_PASSES = 6  # alternating refits of overlapping pulse pairs
 
 
 class PulseFilterParams(BaseModel):
@@ -78,8 +86,13 @@ class PulseFilterParams(BaseModel):
     accept_pattern: list[list[int]] | None = Field(None, alias="acceptPattern",
                                                       description="list of 0/1 lists, one entry per channel")
     double_pulse: bool = Field(True, alias="doublePulse")
-    min_separation: float | None = Field(None, ge=0.0,
-                                            description="s after the first pulse's end before searching; default 0")
+    min_separation: float | None = Field(
+        None, ge=0.0, description="s from the first pulse's start to the earliest second-pulse start; "
+                                  "default: the template's rise + flat top + timing_precision")
+    close_pair_ratio: float = Field(
+        0.25, ge=0.0, le=10.0,
+        description="a second pulse starting inside the first pulse's template must reach this fraction "
+                    "of the first pulse's height (shape mismatch of real pulses leaves residuals)")
     fit_window: tuple[float, float] = Field((1.5e-6, 15e-6), description="[t_min, t_max] s, t_max > t_min >= 0")
     fit_background: bool = True
     fit_interval: float = Field(1.0, ge=0.0, description="s between live refits")
@@ -162,13 +175,24 @@ class PulseBatchResult:
         return (self.pos - self.n_pre) * self.dt
 
 
+def _fine(K: np.ndarray, T: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Shifted kernels ``K`` for templates ``T``: ``(K, sum(K T), |K|)`` per shift."""
+    return K, np.sum(K * T, axis=1), np.sqrt(np.sum(K * K, axis=1))
+
+
 class _Chan:
-    """Per-channel filter constants for one configuration."""
+    """Per-channel filter constants for one shape and configuration.
+
+    Both picoCosmo kernels are kept: the raw template ``s`` (least-squares amplitude on
+    baseline-corrected volts, the lower-noise estimate) and the mean-subtracted ``s - mean(s)``
+    (baseline-free, shape-sensitive). ``subtract`` (``OffsetSubtraction``) selects which one
+    measures the pulse height and validates first pulses.
+    """
 
     def __init__(self, name: str, index: int, shape: PulseShape, threshold: float, applied: Applied,
                  nfft: int, delay_s: float) -> None:
         dt = applied.sample_interval_s
-        self.name, self.index, self.shape = name, index, shape
+        self.name, self.index, self.shape, self.dt = name, index, shape, dt
         try:
             s = sample_template(shape, dt)
         except ValueError as exc:
@@ -182,19 +206,21 @@ class _Chan:
                 f"template of channel {name} ({self.length} samples) is longer than the record "
                 f"({applied.n_samples} samples)", key="pulse_shapes", value=shape.model_dump(by_alias=True, exclude_none=True))
         self.subtract = shape.subtract_offset
-        kern = s - s.mean() if self.subtract else s
-        norm = float(np.dot(kern, s))
-        if not norm > 0:
+        sub = s - s.mean()
+        norm_sub = float(np.dot(sub, s))
+        if self.subtract and not norm_sub > 0:
             raise AnalysisConfigError(f"template of channel {name} has no shape left after offset subtraction",
                                       key="pulse_shapes", value=shape.model_dump(by_alias=True, exclude_none=True), allowed="set OffsetSubtraction: false")
-        self.sum_s = float(s.sum())
-        self.norm = norm
-        # conjugate spectrum of the kernel: correlation = irfft(rfft(x) * conj(rfft(k)))
-        self.kspec = np.conj(sfft.rfft(kern.astype(np.float32), nfft)).astype(np.complex64)
+        self.norm_raw, self.norm_sub = float(np.dot(s, s)), norm_sub
+        # conjugate spectra of the kernels: correlation = irfft(rfft(x) * conj(rfft(k)))
+        self.kspec_raw = np.conj(sfft.rfft(s.astype(np.float32), nfft)).astype(np.complex64)
+        self.kspec_sub = np.conj(sfft.rfft(sub.astype(np.float32), nfft)).astype(np.complex64)
         self.vpc = float(applied.volts_per_count(name))
         self.offset = float(applied.channels[name].offset_v)
         self.threshold = threshold * abs(shape.height)
         self.rise_samples = int(math.ceil(shape.rise / dt))
+        #: closest resolvable start of a second pulse after this one: past its rise and flat top
+        self.resolve_samples = max(int(math.ceil((shape.rise + shape.flat) / dt)), 2)
         self.delay = delay_s / dt  # samples
         # sub-sample refinement: templates shifted by -1..1 samples in steps of 1/FINE over a
         # window of length + 2 samples starting one sample before the coarse position
@@ -202,10 +228,18 @@ class _Chan:
         i = np.arange(-1, self.length + 1)
         T = shape_values(shape, (i[None, :] - self.shifts[:, None]) * dt)
         K = T - T.mean(axis=1, keepdims=True) if self.subtract else T
-        self.fine_k = K  # [2 FINE + 1, length + 2]
-        self.fine_norm = np.sum(K * T, axis=1)
-        self.fine_knorm = np.sqrt(np.sum(K * K, axis=1))
-        self.fine_sum_t = T.sum(axis=1)
+        self.fine = _fine(K, T)  # [2 FINE + 1, length + 2] kernels with their norms
+        # the pulse head (rise, flat top, two samples of the fall) with the raw template: a
+        # height and start of a first pulse that a close second pulse on its tail cannot bias
+        h = min(self.resolve_samples + 3, self.length + 2)
+        self.head = _fine(T[:, :h], T[:, :h])
+        self.head_sub = _fine(T[:, :h] - T[:, :h].mean(axis=1, keepdims=True), T[:, :h])
+
+    def pulse(self, pos: np.ndarray, height: np.ndarray, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
+        """Sample indices ``[n, length + 2]`` and volts of pulses of ``height`` starting at ``pos``."""
+        j0 = np.clip(np.floor(pos).astype(np.int64) - 1, 0, max(n_samples - self.length - 2, 0))
+        idx = np.minimum(j0[:, None] + np.arange(self.length + 2)[None, :], n_samples - 1)
+        return idx, height[:, None] * shape_values(self.shape, (idx - pos[:, None]) * self.dt)
 
 
 class PulseFilter(AnalysisModule):
@@ -313,22 +347,26 @@ class PulseFilter(AnalysisModule):
         dt = applied.sample_interval_s
         delays = dict(zip(chans, p.delays or [0.0] * n, strict=True))
         built: list[_Chan] = []
+        second: list[_Chan] = []  # shapes of the double-pulse search (picoCosmo: never the trigger shape)
         for c in order:
             i = chans.index(c)
             shape = p.pulse_shapes[min(i, len(p.pulse_shapes) - 1)]
+            ch = _Chan(c, applied.enabled_channels.index(c), shape, p.threshold, applied, nfft,
+                       delays[c] - delays[trg])
+            second.append(ch)
             if c == trg and p.trigger_shape is not None:
-                shape = p.trigger_shape
-            built.append(_Chan(c, applied.enabled_channels.index(c), shape, p.threshold, applied, nfft,
-                               delays[c] - delays[trg]))
-        lmax = max(ch.length for ch in built)
+                ch = _Chan(c, ch.index, p.trigger_shape, p.threshold, applied, nfft, 0.0)
+            built.append(ch)
+        lmax = max(ch.length for ch in built + second)
         npos = ns - lmax + 1
         window = p.coincidence_window if p.coincidence_window is not None else p.timing_precision * dt
-        t_sep = p.min_separation or 0.0
+        sep = ([int(math.ceil(p.min_separation / dt))] * n if p.min_separation is not None
+               else [ch.resolve_samples + p.timing_precision for ch in built])
         # detectable delays: the second pulse needs a whole template inside the record and a
         # neighbour on each side (local maximum); the first pulse starts at most n_pre + p.
         latest_first = applied.n_pre + p.timing_precision
         t_det_max = (npos - 2 - latest_first) * dt
-        t_det_min = (lmax + 1) * dt + t_sep
+        t_det_min = (max(sep) + 1) * dt
         fit_min = max(p.fit_window[0], t_det_min)
         fit_max = min(p.fit_window[1], t_det_max)
         with self.lock:
@@ -341,6 +379,7 @@ class PulseFilter(AnalysisModule):
                 self._raw_accepted = _RawStore(p.raw_accepted)
             self._applied = applied
             self._chans = built
+            self._second = second
             self._nfft, self._npos, self._lmax = nfft, npos, lmax
             self._nmin = nmin
             # pre-trigger samples free of the trigger pulse's rise (baseline of raw templates)
@@ -348,7 +387,7 @@ class PulseFilter(AnalysisModule):
             self._patterns = (np.asarray(p.accept_pattern, dtype=bool)[:, [chans.index(c) for c in order]]
                               if p.accept_pattern is not None else None)
             self._win = window / dt
-            self._sep = int(math.ceil(t_sep / dt))
+            self._sep = sep
             self._fit_min, self._fit_max = fit_min, fit_max
             self._order = order
             self._fit_n = -1  # force a refit with the (possibly) new window
@@ -375,51 +414,53 @@ class PulseFilter(AnalysisModule):
         self._files = {}
 
     # ------------------------------------------------------------------ processing
-    def _amplitudes(self, raw: np.ndarray, ch: _Chan) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """``(A[k, npos] volts (positive = configured polarity), counts[k, ns], baseline counts[k])``.
+    def _volts(self, raw: np.ndarray, ch: _Chan) -> np.ndarray:
+        """Baseline-corrected volts ``[k, ns]`` (float32) of channel ``ch``.
 
-        The baseline is None when the template is offset-subtracted or there is no pre-trigger.
+        The baseline is the mean of the pre-trigger samples before the trigger pulse's rise;
+        without enough pre-trigger samples the analogue offset is the only known baseline.
         """
         x = raw[:, ch.index, :].astype(np.float32)
-        spec = sfft.rfft(x, self._nfft, axis=1, workers=1)
-        spec *= ch.kspec
-        corr = sfft.irfft(spec, self._nfft, axis=1, workers=1)[:, : self._npos]
-        if ch.subtract:
-            corr *= np.float32(ch.vpc / ch.norm)
-            return corr, x, None
         nb = self._n_base
-        if nb >= 4:  # baseline (counts) from the pre-trigger samples before the pulse rise
-            base = x[:, :nb].mean(axis=1)
-            corr -= (base * np.float32(ch.sum_s))[:, None]
-            corr *= np.float32(ch.vpc / ch.norm)
-            return corr, x, base
-        # no pre-trigger: the analogue offset is the only known baseline
-        corr *= np.float32(ch.vpc / ch.norm)
-        corr += np.float32(ch.offset * ch.sum_s / ch.norm)
-        return corr, x, None
+        if nb >= 4:
+            x -= x[:, :nb].mean(axis=1, keepdims=True)
+            x *= np.float32(ch.vpc)
+        else:
+            x *= np.float32(ch.vpc)
+            x -= np.float32(ch.offset)
+        return x
+
+    def _amplitudes(self, v: np.ndarray, ch: _Chan, kernel: str | None = None) -> np.ndarray:
+        """Least-squares amplitude ``A[k, npos]`` (volts, positive = configured polarity) of a
+        pulse starting at every sample, by FFT correlation with the ``raw`` or the
+        mean-subtracted (``sub``) template (default: the one ``OffsetSubtraction`` selects)."""
+        if kernel is None:
+            kernel = "sub" if ch.subtract else "raw"
+        kspec, norm = (ch.kspec_sub, ch.norm_sub) if kernel == "sub" else (ch.kspec_raw, ch.norm_raw)
+        spec = sfft.rfft(v, self._nfft, axis=1, workers=1)
+        spec *= kspec
+        corr = sfft.irfft(spec, self._nfft, axis=1, workers=1)[:, : self._npos]
+        corr *= np.float32(1.0 / norm)
+        return corr
 
     @staticmethod
-    def _refine(ch: _Chan, x: np.ndarray, base: np.ndarray | None, rows: np.ndarray,
-                j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _refine(ch: _Chan, v: np.ndarray, rows: np.ndarray, j: np.ndarray,
+                kernels: str = "fine") -> tuple[np.ndarray, np.ndarray]:
         """Least-squares sub-sample position and height of pulses near integer starts ``j``.
 
-        The template is evaluated at shifts of -1..1 samples in steps of 1/8 around ``j``;
-        the best shift (maximum of the normalised correlation, refined by a parabola) gives
-        the position, the amplitude at that shift the height (volts).
+        The template (or only its head, raw or mean-subtracted: ``kernels`` = ``fine``,
+        ``head``, ``head_sub``) is evaluated at shifts of -1..1 samples in steps
+        of 1/8 around ``j``; the best shift (maximum of the normalised correlation, refined by
+        a parabola) gives the position, the amplitude at that shift the height (volts).
         """
+        K, knorm, kabs = getattr(ch, kernels)
         L = ch.length
-        ns = x.shape[1]
+        ns = v.shape[1]
         jj = np.clip(np.asarray(j, dtype=np.int64), 1, max(ns - L - 1, 1))
-        idx = np.minimum((jj - 1)[:, None] + np.arange(L + 2)[None, :], ns - 1)
-        W = x[np.asarray(rows)[:, None], idx].astype(np.float64)
-        if base is not None:
-            W -= base[rows].astype(np.float64)[:, None]
-        S = W @ ch.fine_k.T  # [n, 2 FINE + 1]
-        if not ch.subtract and base is None:
-            amp = (S * ch.vpc - ch.offset * ch.fine_sum_t[None, :]) / ch.fine_norm[None, :]
-        else:
-            amp = S * (ch.vpc / ch.fine_norm[None, :])
-        score = amp * (ch.fine_norm / ch.fine_knorm)[None, :]
+        idx = np.minimum((jj - 1)[:, None] + np.arange(K.shape[1])[None, :], ns - 1)
+        W = v[np.asarray(rows)[:, None], idx].astype(np.float64)
+        amp = (W @ K.T) / knorm[None, :]  # [n, 2 FINE + 1]
+        score = amp * (knorm / kabs)[None, :]
         nm = score.shape[1]
         n = np.arange(len(jj))
         m = np.clip(np.argmax(score, axis=1), 1, nm - 2)
@@ -440,8 +481,8 @@ class PulseFilter(AnalysisModule):
             raise RuntimeError("batch of a configuration the filter was not started with")
         chans = self._chans
         rows = np.arange(k)
-        traces = [self._amplitudes(batch.raw, ch) for ch in chans]
-        amps = [t[0] for t in traces]
+        volts = [self._volts(batch.raw, ch) for ch in chans]
+        amps = [self._amplitudes(v, ch) for v, ch in zip(volts, chans, strict=True)]
         a_trg = amps[0]
         c0 = chans[0]
         n_pre = self._applied.n_pre
@@ -451,8 +492,20 @@ class PulseFilter(AnalysisModule):
         if hi < lo:
             lo, hi = 0, self._npos - 1
         j0 = np.argmax(a_trg[:, lo: hi + 1], axis=1) + lo
-        pos0, h0 = self._refine(c0, traces[0][1], traces[0][2], rows, j0)
+        pos0, h0 = self._refine(c0, volts[0], rows, j0)
         validated = h0 >= c0.threshold
+        # a close second pulse on the tail distorts the whole-template fit: validate those
+        # by the pulse head (rise, flat top, start of the fall), in two stages as picoCosmo
+        # does: the mean-subtracted head (a shape test) and the raw head (low noise)
+        r2 = np.nonzero(~validated)[0]
+        if r2.size:
+            p2 = np.full(r2.size, 0.5 * (lo + hi))
+            for _ in range(_PAIR_PASSES):
+                p2, h2 = self._refine(c0, volts[0], r2, np.rint(p2), "head_sub")
+            _, h_raw = self._refine(c0, volts[0], r2, np.rint(p2), "head")  # the low-noise stage
+            ok = (h2 >= c0.threshold) & (h_raw >= c0.threshold) & (p2 >= lo - 1) & (p2 <= hi + 1)
+            validated[r2[ok]] = True
+            pos0[r2[ok]], h0[r2[ok]] = p2[ok], h2[ok]
         nch = len(chans)
         hits = np.zeros((k, nch), dtype=bool)
         pos = np.full((k, nch), np.nan)
@@ -468,7 +521,7 @@ class PulseFilter(AnalysisModule):
             idx = np.clip(start[:, None] + np.arange(nw)[None, :], 0, self._npos - 1)
             vals = amps[ci][rows[:, None], idx]
             jj = idx[rows, np.argmax(vals, axis=1)]
-            pc, hc = self._refine(ch, traces[ci][1], traces[ci][2], rows, jj)
+            pc, hc = self._refine(ch, volts[ci], rows, jj)
             hits[:, ci] = validated & (hc >= ch.threshold) & (np.abs(pc - centre) <= w)
             pos[:, ci], height[:, ci] = pc, hc
         nhits = hits.sum(axis=1)
@@ -481,7 +534,7 @@ class PulseFilter(AnalysisModule):
         corr_pos = pos - delay_vec[None, :]
         with np.errstate(invalid="ignore"):
             t_evt = np.where(hits, corr_pos, 0.0).sum(axis=1) / np.maximum(nhits, 1)
-        doubles = self._find_doubles(traces, accepted, hits, pos, t_evt) if p.double_pulse else []
+        doubles = self._find_doubles(volts, accepted, hits, pos, height, t_evt) if p.double_pulse else []
         return PulseBatchResult(self._order, validated, accepted, hits, pos, height, t_evt, doubles,
                                 self._applied.sample_interval_s, n_pre)
 
@@ -528,40 +581,115 @@ class PulseFilter(AnalysisModule):
             self._refit()
             self._fit_wall = now
 
-    def _find_doubles(self, traces: list[tuple], accepted: np.ndarray, hits: np.ndarray,
-                      pos: np.ndarray, t_evt: np.ndarray) -> list[dict[str, Any]]:
-        """Second pulses in accepted events (vectorised candidate search)."""
+    def _find_doubles(self, volts: list[np.ndarray], accepted: np.ndarray, hits: np.ndarray, pos: np.ndarray,
+                      height: np.ndarray, t_evt: np.ndarray) -> list[dict[str, Any]]:
+        """Second pulses in accepted events: picoCosmo's two stages, vectorised, plus best choice.
+
+        Per channel, with the channel's ordinary pulse shape (never the trigger shape):
+
+        1. the fitted first pulse is subtracted from the baseline-corrected volts, so a second
+           pulse can be searched from ``resolve_samples`` (rise + flat top) after its start
+           instead of one template length (closer pairs cannot be told apart);
+        2. **candidates** are strict local maxima of the raw-template amplitude (the lower-noise
+           estimate, picoCosmo's ``correlate(x, refp)`` > ``sum(refp**2)``) at or above threshold;
+        3. each is **confirmed** by the mean-subtracted amplitude at the same start (picoCosmo's
+           shape test ``sum((x - mean) * refpm) > sum(refpm**2)``), and, if it starts inside the
+           first pulse's template, by reaching ``close_pair_ratio`` of the first pulse's height;
+        4. confirmed candidates closer than ``resolve_samples`` are merged; the **highest** one is
+           the reported second pulse (picoCosmo reports the last, which may be a noise fake).
+        """
         acc = np.nonzero(accepted)[0]
         if acc.size == 0:
             return []
-        found: dict[int, dict[int, list[tuple[float, float]]]] = {}
-        for ci, ch in enumerate(self._chans):
-            A = traces[ci][0][acc]
-            first = np.where(hits[acc, ci], pos[acc, ci], t_evt[acc] + ch.delay)
-            s0 = np.ceil(first).astype(np.int64) + ch.length + self._sep
-            mid = A[:, 1:-1]
-            m = (mid >= ch.threshold) & (mid >= A[:, :-2]) & (mid > A[:, 2:])
-            m &= np.arange(1, A.shape[1] - 1)[None, :] >= s0[:, None]
+        per_event: dict[int, dict[int, tuple[float, float, int]]] = {}
+        found: dict[int, list[tuple[float, float]]] = {}
+        ratio = self.p.close_pair_ratio
+        for ci, (c1, ch) in enumerate(zip(self._chans, self._second, strict=True)):
+            v = volts[ci][acc]  # a copy (fancy index)
+            ns = v.shape[1]
+            hit = hits[acc, ci]
+            h1 = np.where(hit, height[acc, ci], 0.0)
+            first = np.where(hit, pos[acc, ci], t_evt[acc] + ch.delay)
+            r1 = np.nonzero(hit)[0]
+            if r1.size:  # the first pulse from its head, then subtracted
+                p1 = first[r1]
+                for _ in range(_PAIR_PASSES // 2):
+                    p1, hh = self._refine(c1, v, r1, np.rint(p1), "head")
+                first[r1], h1[r1] = p1, hh
+                idx, val = c1.pulse(first[r1], h1[r1], ns)
+                np.subtract.at(v, (r1[:, None], idx), val.astype(np.float32))
+            R = self._amplitudes(v, ch, "raw")
+            M = self._amplitudes(v, ch, "sub") if ch.subtract else R
+            s0 = np.ceil(first).astype(np.int64) + self._sep[ci]
+            mid = R[:, 1:-1]
+            m = (mid >= ch.threshold) & (mid > R[:, :-2]) & (mid >= R[:, 2:]) & (M[:, 1:-1] >= ch.threshold)
+            m &= np.arange(1, R.shape[1] - 1)[None, :] >= s0[:, None]
             ev, jj = np.nonzero(m)
             if ev.size == 0:
                 continue
             jj = jj + 1
-            pc, hc = self._refine(ch, traces[ci][1], traces[ci][2], acc[ev], jj)
-            for e, pp, hh in zip(ev.tolist(), pc.tolist(), hc.tolist(), strict=True):
-                found.setdefault(int(acc[e]), {}).setdefault(ci, []).append((pp, hh))
+            pc, hc = self._refine(ch, v, ev, jj)
+            close = jj < np.ceil(first[ev]) + c1.length
+            keep = ~(close & (hc < ratio * h1[ev]))
+            best: dict[int, tuple[float, float, int]] = {}
+            for e, pp, hh in zip(ev[keep].tolist(), pc[keep].tolist(), hc[keep].tolist(), strict=True):
+                found.setdefault(e, []).append((pp, hh))
+            for e, cands in found.items():
+                merged = _merge(cands, ch.resolve_samples)
+                p2, h2 = max(merged, key=lambda c: c[1])
+                best[e] = (p2, h2, len(merged) - 1)
+            found.clear()
+            self._refit_close(c1, ch, volts[ci], acc, ci, best, first, hit, pos, height)
+            for e, rec in best.items():
+                per_event.setdefault(int(acc[e]), {})[ci] = rec
+        if not per_event:
+            return []
+        # event times after the close-pair refits (mean of the hit channels' delay-corrected starts)
+        delay_vec = np.array([ch.delay for ch in self._chans])
+        rows = np.fromiter(per_event, dtype=np.int64)
+        h = hits[rows]
+        t_evt[rows] = np.where(h, pos[rows] - delay_vec[None, :], 0.0).sum(axis=1) / np.maximum(h.sum(axis=1), 1)
         out = []
-        for e, per_ch in sorted(found.items()):
+        dt = self._applied.sample_interval_s
+        for e in sorted(per_event):
             rec: dict[str, Any] = {"row": e, "channels": {}}
             delays = []
-            for ci, cands in per_ch.items():
-                merged = _merge(cands, self._chans[ci].length)
-                p2, h2 = merged[0]
-                d = p2 - self._chans[ci].delay - t_evt[e]
-                rec["channels"][ci] = (d, h2, len(merged) - 1)
+            for ci, (p2, h2, nx) in per_event[e].items():
+                d = p2 - self._second[ci].delay - t_evt[e]
+                rec["channels"][ci] = (d, h2, nx)
                 delays.append(d)
-            rec["delay"] = float(np.mean(delays)) * self._applied.sample_interval_s
+            rec["delay"] = float(np.mean(delays)) * dt
             out.append(rec)
         return out
+
+    def _refit_close(self, c1: _Chan, ch: _Chan, v: np.ndarray, acc: np.ndarray, ci: int,
+                     best: dict[int, tuple[float, float, int]], first: np.ndarray, hit: np.ndarray,
+                     pos: np.ndarray, height: np.ndarray) -> None:
+        """Pulse pairs closer than one template length overlap: fit each with the other one
+        subtracted (alternating passes; each may move a start by up to one sample), updating the first pulse's ``pos``/``height``
+        and the second pulse in ``best`` in place."""
+        ev = np.array([e for e, (p2, _, _) in best.items() if hit[e] and p2 < first[e] + c1.length],
+                      dtype=np.int64)
+        if ev.size == 0:
+            return
+        rows = acc[ev]
+        p1, h1 = pos[rows, ci].copy(), height[rows, ci].copy()
+        p2 = np.array([best[e][0] for e in ev.tolist()])
+        h2 = np.array([best[e][1] for e in ev.tolist()])
+        ns = v.shape[1]
+        k = np.arange(ev.size)
+        for _ in range(_PAIR_PASSES):
+            w = v[rows].astype(np.float64)
+            idx, val = ch.pulse(p2, h2, ns)
+            np.subtract.at(w, (k[:, None], idx), val)
+            p1, h1 = self._refine(c1, w, k, np.rint(p1))
+            w = v[rows].astype(np.float64)
+            idx, val = c1.pulse(p1, h1, ns)
+            np.subtract.at(w, (k[:, None], idx), val)
+            p2, h2 = self._refine(ch, w, k, np.rint(p2))
+        pos[rows, ci], height[rows, ci] = p1, h1
+        for i, e in enumerate(ev.tolist()):
+            best[e] = (float(p2[i]), float(h2[i]), best[e][2])
 
     def _write_rows(self, files: dict[str, Any], batch: EventBatch, acc: np.ndarray, hits: np.ndarray,
                     pos: np.ndarray, height: np.ndarray, t_evt: np.ndarray, doubles: list[dict[str, Any]],
