@@ -201,13 +201,23 @@ REAL_CONFIG = {
 }
 
 
-def test_real_ioc_with_example_acf(ioc_factory) -> None:
+#: field puts a guest tried successfully before fields were covered (issue 11)
+GUEST_FIELD_PUTS = {"NumEvents.DESC": "guest was here", "NumEvents.DRVH": 5.0, "NumEvents.HOPR": 5.0,
+                    "NumEvents.DISP": 1, "NumEvents.PROC": 1, "A:Range.EGU": "furlongs",
+                    "IOC:SYSRESET.PROC": 1, "Acquire.PROC": 1}
+
+
+def test_real_ioc_with_example_acf(ioc_factory, tmp_path) -> None:
     """The IOC with configs/example.acf: operators set A:Range, a guest is refused; the IOC
-    administration PVs (ASG EXPERT) need alice on a lab host; readbacks stay read-only."""
+    administration PVs (ASG EXPERT) need alice on a lab host; readbacks stay read-only; a
+    record's access group covers all its fields (RSRV); a rename after the first channel is
+    ignored; every refusal is in the put log."""
     import caproto as ca
     from reliability_helpers import REPO, connect_when_ready
 
-    h = ioc_factory(REAL_CONFIG, ["--acf", str(REPO / "configs" / "example.acf"), "--no-autosave"])
+    putlog = tmp_path / "put.log"
+    h = ioc_factory(REAL_CONFIG, ["--acf", str(REPO / "configs" / "example.acf"), "--no-autosave",
+                                  "--putlog", str(putlog)])
     op = connect_when_ready(h.port, h.pv("A:Range"), user="operator", host="somepc")
     guest = connect_when_ready(h.port, h.pv("A:Range"), user="guest", host="somepc")
     alice = connect_when_ready(h.port, h.pv("IOC:SYSRESET"), user="alice", host="localhost")
@@ -228,12 +238,31 @@ def test_real_ioc_with_example_acf(ioc_factory) -> None:
         assert alice.put(h.pv("IOC:SYSRESET"), 0) == (True, "ok")  # 0: no reset
         assert op.chans[h.pv("A:Range_RBV")].access_rights == ca.AccessRights.READ
         assert op.put(h.pv("A:Range_RBV"), 0.5)[0] is False
+        # fields: the record's group decides (a guest may write none, an operator DEFAULT's)
+        for field, value in GUEST_FIELD_PUTS.items():
+            ok, msg = guest.put(h.pv(field), value)
+            assert not ok and "cannot write" in msg, (field, msg)
+            assert guest.chans[h.pv(field)].access_rights == ca.AccessRights.READ, field
+        assert op.put(h.pv("NumEvents.DESC"), "operator note") == (True, "ok")
+        assert op.put(h.pv("IOC:SYSRESET.PROC"), 1)[0] is False  # EXPERT covers the fields too
+        assert guest.value(h.pv("NumEvents.DESC")) == "operator note"
+        # a rename after the first channel changes nothing (RSRV ignores it)
+        guest._send(ca.ClientNameRequest("operator"))
+        ok, msg = guest.put(h.pv("A:Range"), 0.2)
+        assert not ok and "cannot write" in msg
+        guest.connect(h.pv("A:Enable"))  # a channel created after the rename: still the guest's rights
+        assert guest.chans[h.pv("A:Enable")].access_rights == ca.AccessRights.READ
     finally:
         for c in (op, guest, alice):
             c.close()
     log = h.log()
     assert f"put refused {h.pv('A:Range')} requested=0.5 by guest@somepc" in log
     assert "no write access (ASG DEFAULT)" in log and "no write access (ASG EXPERT)" in log
+    assert "name change to 'operator' after creating channels ignored" in log
+    text = putlog.read_text()
+    for field in GUEST_FIELD_PUTS:
+        assert f"put refused {h.pv(field)} requested=" in text and "by guest@somepc" in text, field
+    assert f"put {h.pv('NumEvents.DESC')} old='' new='operator note'" in text
 
 
 def test_bad_acf_is_a_clear_startup_error(tmp_path) -> None:

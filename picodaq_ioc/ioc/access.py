@@ -48,6 +48,8 @@ from typing import Any
 
 from caproto import AccessRights
 
+from .fields import with_fields
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -451,13 +453,13 @@ def apply_acf(pvdb: Mapping[str, Any], acf: AccessSecurity, asg_for_pv: AsgMap =
     Returns
     -------
     dict
-        ``{pvname: asg}`` as applied.
+        ``{pvname: asg}`` as applied (fields included: ``{"P:X.DESC": asg of "P:X"}``).
     """
     lookup = _asg_lookup(asg_for_pv)
     applied: dict[str, str] = {}
-    for name, chan in pvdb.items():
-        asg = lookup(name)
-        if asg not in acf.asgs and asg != "DEFAULT":
+    for name, chan, record in with_fields(pvdb):  # a record's ASG covers all its fields (RSRV)
+        asg = lookup(record)
+        if name == record and asg not in acf.asgs and asg != "DEFAULT":
             log.warning("PV %s is mapped to ASG(%s), which %s does not define; using DEFAULT",
                         name, asg, acf.filename)
         own = chan.check_access

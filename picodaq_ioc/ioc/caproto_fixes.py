@@ -1,19 +1,13 @@
 """Workarounds for caproto 1.3.0 server bugs, applied once when the IOC starts.
 
-1. *deque mutated during iteration* (research notes §0 finding 1, §2.6):
-   ``Context._subscription_queue_iteration`` iterates the live deque of subscriptions
-   across ``await``; a client (dis)connecting meanwhile raises ``RuntimeError`` in the
-   subscription task and **every monitor of the IOC stops updating** while ``caget``
-   still works. The fix iterates over a snapshot (``list(...)``).
-2. A client disconnecting can end its circuit's handler with ``RuntimeError: await wasn't
-   used with future`` (``asyncio`` ``VirtualCircuit._on_disconnect`` cancels and awaits the
-   subscription task, which may be the running task itself); the circuit is then never
-   removed from the server's list. The fix does not await the current task and swallows
-   the cancellation of the other.
-3. Refused puts are logged by caproto as a full traceback of an anonymous request. We
+The server-side fixes (the fan-out that a stalled client froze, *deque mutated during
+iteration*, the disconnect that awaited its own task, request limits) are not patches but
+subclasses of caproto's server: :mod:`picodaq_ioc.ioc.ca_server`.
+
+1. Refused puts are logged by caproto as a full traceback of an anonymous request. We
    log one line naming the PV, the value and the reason instead (``picodaq_ioc.ioc.puts``)
    and shorten caproto's record to one line.
-4. caproto converts a client's number to an enum or integer PV with a plain numpy cast
+2. caproto converts a client's number to an enum or integer PV with a plain numpy cast
    *before* any check: NaN/inf become 0 (``Acquire = nan`` was accepted as "Stop"),
    ``-3475`` to an enum becomes the unsigned 16-bit 62061, ``1e10`` to a 32-bit integer
    becomes -2147483648. :func:`check_client_value` looks at the value as the client sent it
@@ -26,14 +20,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import math
 
 import caproto._data as _cadata
-import caproto.asyncio.server as _aserver
-import caproto.server.common as _common
 import caproto.server.server as _server
 import numpy as np
 from caproto import ChannelType
@@ -47,39 +37,13 @@ log = logging.getLogger("picodaq_ioc.ioc.puts")
 #: Optional callback ``on_refused(pvname, reason)`` (the IOC shows it in StatusMessage_RBV).
 on_refused = None
 
-_ORIGINAL_ITERATION = _common.Context._subscription_queue_iteration
 _ORIGINAL_VERIFY = _server.PvpropertyData.verify_value
-_ORIGINAL_ON_DISCONNECT = _aserver.VirtualCircuit._on_disconnect
 _ORIGINAL_WRITE_FROM_DBR = _cadata.ChannelData.write_from_dbr
 
 #: range of the integer PV types (the wire value must fit before caproto casts it)
 _INT_RANGE = {ChannelType.LONG: (-(2**31), 2**31 - 1), ChannelType.INT: (-(2**15), 2**15 - 1)}
 _NUMERIC_WIRE = (ChannelType.DOUBLE, ChannelType.FLOAT, ChannelType.LONG, ChannelType.INT,
                  ChannelType.CHAR, ChannelType.ENUM)
-
-
-async def _on_disconnect(self):
-    """asyncio ``VirtualCircuit._on_disconnect`` that never awaits the running task."""
-    await _common.VirtualCircuit._on_disconnect(self)
-    self.client.close()
-    task, self._sub_task = self._sub_task, None
-    if task is not None and task is not asyncio.current_task():
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
-
-
-async def _subscription_queue_iteration(self, sub_specs, metadata, values, flags, sub):
-    """caproto's method, iterating over a *snapshot* of the subscriptions."""
-    if sub is None:
-        for sub_spec in sub_specs:
-            for s in list(self.subscriptions[sub_spec]):  # snapshot: clients may come and go
-                await self._subscription_queue_send(sub_spec, s, metadata=metadata, values=values,
-                                                    flags=flags)
-    else:
-        (sub_spec,) = sub_specs
-        await self._subscription_queue_send(sub_spec, sub, metadata=metadata, values=values,
-                                            flags=flags)
 
 
 def _short(value) -> str:
@@ -235,9 +199,7 @@ _FILTER = _OneLineWriteErrors()
 
 def apply() -> None:
     """Install the workarounds (idempotent)."""
-    _common.Context._subscription_queue_iteration = _subscription_queue_iteration
     _server.PvpropertyData.verify_value = _verify_value_logged
-    _aserver.VirtualCircuit._on_disconnect = _on_disconnect
     _cadata.ChannelData.write_from_dbr = _write_from_dbr_checked
     for name in ("caproto.ctx", "caproto.circ", "caproto"):
         lg = logging.getLogger(name)
@@ -247,11 +209,9 @@ def apply() -> None:
 
 def revert() -> None:
     """Restore caproto's original methods (tests use this to show the bug)."""
-    _common.Context._subscription_queue_iteration = _ORIGINAL_ITERATION
     _server.PvpropertyData.verify_value = _ORIGINAL_VERIFY
-    _aserver.VirtualCircuit._on_disconnect = _ORIGINAL_ON_DISCONNECT
     _cadata.ChannelData.write_from_dbr = _ORIGINAL_WRITE_FROM_DBR
 
 
 def is_applied() -> bool:
-    return _common.Context._subscription_queue_iteration is _subscription_queue_iteration
+    return _cadata.ChannelData.write_from_dbr is _write_from_dbr_checked

@@ -88,6 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default 1024 MiB)")
     p.add_argument("--summary", metavar="FILE",
                    help="append each run's end-of-run statistics to FILE as JSON lines")
+    from .ca_server import DEFAULT_MAX_CHANNELS, DEFAULT_STALL_TIMEOUT
+
+    p.add_argument("--ca-stall-timeout", type=float, default=DEFAULT_STALL_TIMEOUT, metavar="S",
+                   help="disconnect a CA client whose connection takes no data for S seconds "
+                        f"(default {DEFAULT_STALL_TIMEOUT:g}; 0: never). Its monitors never delay others.")
+    p.add_argument("--ca-max-channels", type=int, default=DEFAULT_MAX_CHANNELS, metavar="N",
+                   help=f"channels one CA client may open (default {DEFAULT_MAX_CHANNELS}; 0: unlimited). "
+                        "Message size limit: EPICS_CA_MAX_ARRAY_BYTES or the largest PV, whichever is larger")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: caproto debug)")
     p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     # --- security and reliability (issue 7, picodaq_ioc/ioc/reliability.py) ---
@@ -235,8 +243,9 @@ def write_summary(path: str | None, record: dict[str, Any]) -> None:
 
 # ------------------------------------------------------------------------------ serving
 
-async def serve(group, interfaces: list[str], summary_path: str | None) -> None:
-    from caproto.asyncio.server import Context
+async def serve(group, interfaces: list[str], summary_path: str | None, ca_limits: dict[str, Any] | None = None) -> int:
+    """Serve until SIGINT/SIGTERM (0) or until the CA server fails (1: a supervisor restarts)."""
+    from .ca_server import IsolatedContext
 
     ctl = group.ctl
     loop = asyncio.get_running_loop()
@@ -254,13 +263,16 @@ async def serve(group, interfaces: list[str], summary_path: str | None) -> None:
 
     group.run_end_hooks.append(on_run_end)
 
-    ctx = Context(group.pvdb, interfaces)
+    ctx = IsolatedContext(group.pvdb, interfaces, **(ca_limits or {}))
     group.server_context = ctx
     server = loop.create_task(ctx.run(log_pv_names=False, startup_hook=group.__ainit__))
     waiter = loop.create_task(stop.wait())
     await asyncio.wait({server, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    if server.done() and not server.cancelled() and server.exception() is not None:
-        log.error("server failed: %r", server.exception())
+    status = 0
+    if server.done() and not server.cancelled():
+        ex = server.exception()
+        log.error("Channel Access server failed: %s", f"{type(ex).__name__}: {ex}" if ex else "it ended")
+        status = 1
     log.info("shutting down")
     server.cancel()
     waiter.cancel()
@@ -284,6 +296,7 @@ async def serve(group, interfaces: list[str], summary_path: str | None) -> None:
         rec["summary"] = stats_dict(summary) or str(summary)
     write_summary(summary_path, rec)
     log.info("final summary: %s", json.dumps(rec, default=str))
+    return status
 
 
 def resolve_interfaces(args: argparse.Namespace) -> list[str]:
@@ -355,12 +368,13 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(str(ex), 2) from None
         log.info("serving %d PVs with prefix %s on %s (port %s)", len(group.pvdb), args.prefix,
                  ", ".join(interfaces), os.environ.get("EPICS_CA_SERVER_PORT", "5064"))
-        asyncio.run(serve(group, interfaces, args.summary))
+        ca_limits = {"stall_timeout": args.ca_stall_timeout, "max_channels": args.ca_max_channels}
+        status = asyncio.run(serve(group, interfaces, args.summary, ca_limits))
     except BaseException:
         with contextlib.suppress(Exception):
             session.close()
         raise
-    return 0
+    return status
 
 
 def main(argv: Sequence[str] | None = None) -> int:

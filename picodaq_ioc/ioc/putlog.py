@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from .fields import with_fields
+
 __all__ = ["PUTLOG", "PutLog", "add_arguments", "format_value", "install_putlog"]
 
 PUTLOG = logging.getLogger("picodaq_ioc.putlog")
@@ -170,7 +172,7 @@ def install_putlog(pvdb: Mapping[str, Any], path: str | Path | None = None, *,
     PutLog
     """
     plog = PutLog(path, logger)
-    for name, chan in pvdb.items():
+    for name, chan, _record in with_fields(pvdb):  # fields too: PV.DESC, PV.PROC ...
         plog.wrap(name, chan)
     return plog
 
