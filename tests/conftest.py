@@ -12,6 +12,9 @@ waits until ``<prefix>State_RBV`` answers a ``caget`` (deadline), and returns an
 ``.proc``, ``.log_path``, ``.stop()``. Every IOC is terminated by PID at teardown.
 
 ``IocHandle.use_pyepics()`` points pyepics (libca, one context per process) at this IOC.
+
+``pva=True`` also serves PV Access (``--pva``) on a free TCP and a free UDP port of its own;
+``.env`` then holds the PVA client variables too and ``.pva_conf`` the p4p client ``conf``.
 """
 
 from __future__ import annotations
@@ -73,6 +76,8 @@ class IocHandle:
     log_path: Path
     config_path: Path | None
     args: list[str] = field(default_factory=list)
+    #: p4p client configuration for this IOC's PV Access server (``pva=True`` only)
+    pva_conf: dict[str, str] | None = None
 
     def pv(self, name: str) -> str:
         return self.prefix + name
@@ -150,7 +155,7 @@ def ioc_env(port: int) -> dict[str, str]:
 
 def start_ioc(tmp_path: Path, config: Any = None, extra_args: tuple[str, ...] | list[str] = (),
               prefix: str | None = None, ready_timeout: float = 60.0, ready_pv: str = "State_RBV",
-              name: str = "ioc") -> IocHandle:
+              name: str = "ioc", pva: bool = False, extra_env: dict[str, str] | None = None) -> IocHandle:
     port = free_port()
     prefix = prefix or f"T{uuid.uuid4().hex[:6]}:"
     config_path: Path | None = None
@@ -168,11 +173,21 @@ def start_ioc(tmp_path: Path, config: Any = None, extra_args: tuple[str, ...] | 
         args += ["--autosave", str(tmp_path / f"{name}_{port}.autosave.json")]
     log_path = tmp_path / f"{name}_{port}.log"
     env = ioc_env(port)
+    env.update(extra_env or {})
+    client = loopback_env(port)
+    pva_conf = None
+    if pva:
+        tcp, udp = free_port(), free_port()
+        args.append("--pva")
+        env.update(EPICS_PVAS_SERVER_PORT=str(tcp), EPICS_PVAS_BROADCAST_PORT=str(udp))
+        pva_conf = {"EPICS_PVA_ADDR_LIST": f"127.0.0.1:{udp}", "EPICS_PVA_AUTO_ADDR_LIST": "NO",
+                    "EPICS_PVA_BROADCAST_PORT": str(udp), "EPICS_PVA_SERVER_PORT": str(tcp)}
+        client.update(pva_conf)
     with open(log_path, "w") as logf:
         proc = subprocess.Popen(args, env=env, stdout=logf, stderr=subprocess.STDOUT, cwd=str(tmp_path),
                                 preexec_fn=die_with_parent)
-    handle = IocHandle(proc=proc, prefix=prefix, port=port, env=loopback_env(port), log_path=log_path,
-                       config_path=config_path, args=args)
+    handle = IocHandle(proc=proc, prefix=prefix, port=port, env=client, log_path=log_path,
+                       config_path=config_path, args=args, pva_conf=pva_conf)
 
     def ready() -> bool:
         if proc.poll() is not None:

@@ -23,6 +23,7 @@ from .schema import (
     BufferSection,
     ChannelSection,
     DeviceSection,
+    IocSection,
     SigGenSection,
     SimulationSection,
     SourceSection,
@@ -43,6 +44,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("simulation", SimulationSection),
     ("simulation.sources[]", SourceSection),
     ("analysis[]", AnalysisSection),
+    ("ioc", IocSection),
 ]
 
 

@@ -309,6 +309,13 @@ class AnalysisSection(BaseModel):
     name: str | None = Field(default=None, description="PV prefix / instance name (default from module)")
 
 
+class IocSection(_Strict):
+    """How the IOC serves its PVs (Channel Access is always on)."""
+
+    pva: bool = Field(default=False, description="also serve the PVs and the `Frame` PV over PV Access "
+                      "(needs the `pva` extra, p4p; same as `--pva`)")
+
+
 def _default_channels() -> dict[str, ChannelSection]:
     return {"A": ChannelSection()}
 
@@ -324,6 +331,7 @@ class Config(_Strict):
     buffer: BufferSection = Field(default_factory=BufferSection)
     simulation: SimulationSection = Field(default_factory=SimulationSection)
     analysis: list[AnalysisSection] = Field(default_factory=list)
+    ioc: IocSection = Field(default_factory=IocSection)
     source_file: str | None = Field(default=None, exclude=True)
     _notices: list[str] = PrivateAttr(default_factory=list)
 

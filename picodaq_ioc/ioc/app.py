@@ -71,6 +71,8 @@ class PicoDAQIOC(PVGroup):
         #: ``async fn(old_state, new_state)`` called when a run ends (summary writers)
         self.run_end_hooks: list[Any] = []
         self.runner: Any = None
+        #: ``fn(frame)`` called after each published event (the PV Access ``Frame`` PV)
+        self.frame_listeners: list[Any] = []
         #: the caproto server Context (set by the CLI): client counts for IOC:CA_CLNT_CNT
         self.server_context: Any = None
         self._last_state: RunState | None = None
@@ -203,6 +205,8 @@ class PicoDAQIOC(PVGroup):
         await self.wf.event_number.write(min(frame.event_number, 2**31 - 1), timestamp=ts)
         await self.wf.trigger_time.write(frame.t_trigger, timestamp=ts)
         await self.wf.counter.write(min(int(self.wf.counter.value) + 1, 2**31 - 1), timestamp=ts)
+        for listener in self.frame_listeners:
+            listener(frame)
 
     # ----------------------------------------------------------- loops
     async def refresh_status(self) -> None:

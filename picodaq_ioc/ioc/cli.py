@@ -79,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="interfaces to serve on (default 127.0.0.1; others need --serve-network)")
     p.add_argument("--serve-network", action="store_true",
                    help="opt in to serving a network: interfaces and beacons from the EPICS_CAS_* environment")
+    p.add_argument("--pva", action="store_true",
+                   help="also serve every PV, and one <prefix>Frame structure per event, over PV Access "
+                        "(needs the 'pva' extra, p4p; ports from EPICS_PVAS_SERVER_PORT / "
+                        "EPICS_PVAS_BROADCAST_PORT)")
     p.add_argument("--max-samples", type=int, default=None, metavar="N",
                    help="capacity of the waveform PVs (default: max(16384, configured samples))")
     p.add_argument("--max-rate", type=float, default=DEFAULT_MAX_RATE, metavar="HZ",
@@ -243,7 +247,8 @@ def write_summary(path: str | None, record: dict[str, Any]) -> None:
 
 # ------------------------------------------------------------------------------ serving
 
-async def serve(group, interfaces: list[str], summary_path: str | None, ca_limits: dict[str, Any] | None = None) -> int:
+async def serve(group, interfaces: list[str], summary_path: str | None, ca_limits: dict[str, Any] | None = None,
+                pva: bool = False) -> int:
     """Serve until SIGINT/SIGTERM (0) or until the CA server fails (1: a supervisor restarts)."""
     from .ca_server import IsolatedContext
 
@@ -263,6 +268,14 @@ async def serve(group, interfaces: list[str], summary_path: str | None, ca_limit
 
     group.run_end_hooks.append(on_run_end)
 
+    mirror = None
+    if pva:
+        from .pva import PvaMirror
+
+        mirror = PvaMirror(group.pvdb, group.prefix)
+        group.frame_listeners.append(mirror.post_frame)
+        mirror.start()
+    group.pva = mirror
     ctx = IsolatedContext(group.pvdb, interfaces, **(ca_limits or {}))
     group.server_context = ctx
     server = loop.create_task(ctx.run(log_pv_names=False, startup_hook=group.__ainit__))
@@ -278,6 +291,8 @@ async def serve(group, interfaces: list[str], summary_path: str | None, ca_limit
     waiter.cancel()
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await server
+    if mirror is not None:
+        mirror.stop()
     group.publisher.stop()
     was_running = ctl.state.value in ("Running", "Paused")
     summary = await asyncio.to_thread(ctl.shutdown)
@@ -299,6 +314,18 @@ async def serve(group, interfaces: list[str], summary_path: str | None, ca_limit
     return status
 
 
+def want_pva(args: argparse.Namespace, cfg) -> bool:
+    """PV Access on (``--pva`` or ``ioc.pva: true`` in the configuration) and p4p importable."""
+    ioc_section = getattr(cfg, "ioc", None)
+    on = bool(getattr(args, "pva", False) or getattr(ioc_section, "pva", False))
+    if on:
+        from .pva import available
+
+        if not available():
+            raise UserError("error: PV Access (--pva / ioc.pva) needs p4p: pip install 'picodaq-ioc[pva]'", 2)
+    return on
+
+
 def resolve_interfaces(args: argparse.Namespace) -> list[str]:
     if args.interfaces:
         if not args.serve_network and any(a != _env.LOOPBACK for a in args.interfaces):
@@ -318,6 +345,7 @@ def run(args: argparse.Namespace) -> int:
         _env.apply_loopback_env()
     interfaces = resolve_interfaces(args)
     cfg = load(args)
+    pva_on = want_pva(args, cfg) if not args.list_pvs else False
     max_samples = default_max_samples(cfg, args.max_samples)
     if not args.prefix:
         raise UserError("error: --prefix must not be empty", 2)
@@ -369,7 +397,7 @@ def run(args: argparse.Namespace) -> int:
         log.info("serving %d PVs with prefix %s on %s (port %s)", len(group.pvdb), args.prefix,
                  ", ".join(interfaces), os.environ.get("EPICS_CA_SERVER_PORT", "5064"))
         ca_limits = {"stall_timeout": args.ca_stall_timeout, "max_channels": args.ca_max_channels}
-        status = asyncio.run(serve(group, interfaces, args.summary, ca_limits))
+        status = asyncio.run(serve(group, interfaces, args.summary, ca_limits, pva=pva_on))
     except BaseException:
         with contextlib.suppress(Exception):
             session.close()

@@ -2,17 +2,19 @@
 
 Accepted puts are logged at INFO on the logger ``picodaq_ioc.putlog``::
 
-    put PICO:A:Range old=0.5 new=0.2 requested=0.15 by alice@labpc1 (127.0.0.1:53012)
+    put PICO:A:Range old=0.5 new=0.2 requested=0.15 by alice@labpc1 (127.0.0.1:53012) via CA
 
 Refused puts at WARNING, with the reason::
 
-    put refused PICO:A:Range requested=nan by alice@labpc1 (127.0.0.1:53012): ... not finite
-    put refused PICO:NumSamples requested=100 by eve@labpc9 (...): no write access (ASG DEFAULT)
+    put refused PICO:A:Range requested=nan by alice@labpc1 (127.0.0.1:53012) via CA: ... not finite
+    put refused PICO:NumSamples requested=100 by eve@labpc9 (...) via PVA: no write access (ASG DEFAULT)
 
 ``new`` is what the PV holds after the put (a clamped or snapped value shows here, the
 ``_RBV`` twin shows what the device applied). With ``--putlog FILE`` the same lines, with an
 ISO-8601 UTC time stamp, are appended to ``FILE``. Only puts from CA clients are logged
-(``ChannelData.auth_write``); the IOC's own updates of readbacks are not.
+(``ChannelData.auth_write``); the IOC's own updates of readbacks are not. PV Access puts
+(:mod:`picodaq_ioc.ioc.pva`) enter through the same ``auth_write`` with :data:`PROTOCOL` set to
+``"PVA"``, so one log shows both protocols.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +30,12 @@ import numpy as np
 
 from .fields import with_fields
 
-__all__ = ["PUTLOG", "PutLog", "add_arguments", "format_value", "install_putlog"]
+__all__ = ["PROTOCOL", "PUTLOG", "PutLog", "add_arguments", "format_value", "install_putlog"]
 
 PUTLOG = logging.getLogger("picodaq_ioc.putlog")
+
+#: Protocol of the put being processed ("CA" unless a PV Access put handler set it).
+PROTOCOL: ContextVar[str] = ContextVar("picodaq_put_protocol", default="CA")
 
 _MAX_TEXT = 120
 
@@ -128,6 +134,7 @@ class PutLog:
             who = f"{username}@{hostname}"
             if user_address:
                 who += f" ({user_address[0]}:{user_address[1]})"
+            who += f" via {PROTOCOL.get()}"
             old = _snapshot(chan)
             try:
                 result = await original(hostname, username, data, data_type, metadata,
