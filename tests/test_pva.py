@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import wait_for
+from conftest import REPO, wait_for
 
 p4p = pytest.importorskip("p4p", reason="PV Access tests need the 'pva' extra (pip install p4p)")
 from p4p.client.thread import Context, RemoteError  # noqa: E402
@@ -224,3 +224,78 @@ def test_pva_is_off_by_default(ioc_factory):
     finally:
         ctx.close()
     assert "PV Access" not in h.log()
+
+
+def test_phoebus_screens_work_over_pva(pva_ioc):
+    """The shipped screens select PV Access by their P macro (``P=pva://PICO:``): every PV
+    reference starts with ``$(P)``, so it expands to a ``pva://`` name, and every such name
+    the IOC serves answers over PV Access."""
+    import xml.etree.ElementTree as ET
+
+    h = pva_ioc
+    served = set(list_pvs(h))
+    refs: set[str] = set()
+    for bob in sorted((REPO / "clients" / "phoebus").glob("*.bob")):
+        for tag in ("pv_name", "x_pv", "y_pv", "err_pv"):
+            for e in ET.parse(bob).getroot().iter(tag):
+                text = (e.text or "").strip()
+                if text:
+                    assert text.startswith("$(P)"), f"{bob.name}: {text!r} does not start with $(P)"
+                    refs.add(text.replace("$(P)", "pva://" + h.prefix))
+    names = [r.removeprefix("pva://") for r in refs]
+    names = [n for n in names if n in served]  # the demo IOC has no analysis PVs
+    assert len(names) > 50
+    ctx = pva_context(h)
+    try:
+        values = ctx.get(names, timeout=20)
+        assert [v.raw is not None for v in values] == [True] * len(names)
+    finally:
+        ctx.close()
+
+
+def test_config_turns_pva_on(ioc_factory):
+    """``ioc: {pva: true}`` in the configuration serves PV Access without ``--pva``."""
+    from conftest import free_port
+
+    from picodaq_ioc.ioc.cli import DEFAULT_CONFIG
+
+    tcp, udp = free_port(), free_port()
+    h = ioc_factory({**DEFAULT_CONFIG, "ioc": {"pva": True}},
+                    extra_env={"EPICS_PVAS_SERVER_PORT": str(tcp), "EPICS_PVAS_BROADCAST_PORT": str(udp)})
+    assert "--pva" not in h.args
+    ctx = Context("pva", conf={"EPICS_PVA_ADDR_LIST": f"127.0.0.1:{udp}", "EPICS_PVA_AUTO_ADDR_LIST": "NO",
+                               "EPICS_PVA_BROADCAST_PORT": str(udp)}, useenv=False)
+    try:
+        assert str(ctx.get(h.pv("Acquire"), timeout=20)) == "Stop"
+    finally:
+        ctx.close()
+
+
+def test_access_rules_apply_to_pva_puts(ioc_factory, tmp_path):
+    """The ACF decides over PVA puts as over CA puts: the PVA account (``getpass.getuser()``)
+    from host 127.0.0.1 (a PVA client's host is its IP address) may write; with a file that
+    lets only another user write, the same put is refused and logged."""
+    import getpass
+
+    acf = tmp_path / "lab.acf"
+    acf.write_text(f'UAG(me) {{ "{getpass.getuser()}" }}\nHAG(here) {{ 127.0.0.1 }}\n'
+                   "ASG(DEFAULT) { RULE(1, READ) RULE(1, WRITE) { UAG(me) HAG(here) } }\n")
+    h = ioc_factory(extra_args=["--acf", str(acf)], pva=True)
+    ctx = pva_context(h)
+    try:
+        ctx.put(h.pv("A:Range"), 0.2, timeout=10)  # allowed
+        assert float(ctx.get(h.pv("A:Range"))) == pytest.approx(0.2)
+    finally:
+        ctx.close()
+    acf.write_text('UAG(me) { "somebody-else" }\n'
+                   "ASG(DEFAULT) { RULE(1, READ) RULE(1, WRITE) { UAG(me) } }\n")
+    h2 = ioc_factory(extra_args=["--acf", str(acf)], pva=True)
+    ctx = pva_context(h2)
+    try:
+        with pytest.raises(RemoteError, match="no write access to .*A:Range"):
+            ctx.put(h2.pv("A:Range"), 0.2, timeout=10)
+        wait_for(lambda: f"put refused {h2.pv('A:Range')} requested=0.2 by " in h2.log(), 10,
+                 message="refusal in the put log")
+        assert "via PVA: no write access" in h2.log()
+    finally:
+        ctx.close()
