@@ -21,7 +21,8 @@ and channels), drops (frames the IOC published in the client's window, per
 ``ArrayCounter_RBV`` time stamps, whose waveform never arrived; summed over clients x
 channels), latency receive time - PV time stamp (p50/p95, same host clock), IOC RSS, and
 **CPU per delivered MB** = IOC CPU seconds / MB delivered to all clients (total, and
-marginal = (CPU - idle CPU) / MB). The highest rate each protocol sustains is the highest
+marginal: minus the idle case's CPU per published frame times the frames published, i.e.
+the cost of serving alone). The highest rate each protocol sustains is the highest
 ladder rate at which the mean delivered rate is >= 95 % of ``Waveform:MaxRate``.
 
 Output: one JSON line per figure. Run: ``python benchmarks/bench_pva.py`` (~3 min;
@@ -183,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--rates", type=float, nargs="+", default=[25.0, 50.0, 100.0, 200.0])
-    p.add_argument("--trigger-rate", type=float, default=1000.0)
+    p.add_argument("--trigger-rate", type=float, default=500.0)
     p.add_argument("--warmup", type=float, default=2.0)
     p.add_argument("--window", type=float, default=6.0)
     args = p.parse_args(argv)
@@ -191,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
               f"float32; sim trigger rate {args.trigger_rate:g} Hz; window {args.window:g} s after "
               f"{args.warmup:g} s warm-up; CA/PVA order alternating per rate; 127.0.0.1, 2-core box shared "
               f"with other jobs")
-    sustained = {"ca": 0.0, "pva": 0.0}
+    sustained = {"ca": 0.0, "pva": 0.0}  # delivered >= 95 % of Waveform:MaxRate
+    sustained_pub = {"ca": 0.0, "pva": 0.0}  # delivered >= 95 % of what the IOC published
     with tempfile.TemporaryDirectory() as tmp:
         bench = Bench(args, Path(tmp))
         try:
@@ -202,19 +204,29 @@ def main(argv: list[str] | None = None) -> int:
                     r = bench.case(proto, rate)
                     mb = r.get("delivered_mb") or float("nan")
                     r["cpu_ms_per_mb"] = 1e3 * r["cpu_s"] / mb
-                    r["marginal_cpu_ms_per_mb"] = 1e3 * (r["cpu_s"] - idle["cpu_s"]) / mb
+                    # serving cost: minus what producing the same number of frames cost without clients
+                    idle_per_frame = idle["cpu_s"] / max(idle["published_hz"] * args.window, 1.0)
+                    serving_s = r["cpu_s"] - idle_per_frame * r["published_hz"] * args.window
+                    r["marginal_cpu_ms_per_mb"] = 1e3 * serving_s / mb
                     r["idle_cpu_pct"] = idle["cpu_pct"]
                     r["delivered_fraction"] = r["delivered_hz_mean"] / rate
+                    r["delivered_of_published"] = r["delivered_hz_mean"] / max(r["published_hz"], 1e-9)
                     if r["delivered_fraction"] >= 0.95:
                         sustained[proto] = max(sustained[proto], rate)
+                    if r["delivered_of_published"] >= 0.95 and r["drops"] <= 0.05 * r["published_hz"] * \
+                            args.window * args.clients * len(CHANNELS):
+                        sustained_pub[proto] = max(sustained_pub[proto], r["published_hz"])
                     rec = {"bench": "pva", "method": method, "load_avg_1min": round(os.getloadavg()[0], 1),
                            **{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()}}
                     print(json.dumps(rec), flush=True)
         finally:
             bench.close()
-    for proto, rate in sustained.items():
+    for proto in ("ca", "pva"):
         print(json.dumps({"bench": "pva", "figure": "highest_rate_95pct_delivery_hz", "proto": proto,
-                          "value": rate, "ladder": args.rates, "method": method}), flush=True)
+                          "value": sustained[proto], "of_published_hz": round(sustained_pub[proto], 1),
+                          "ladder": args.rates, "method": method,
+                          "note": "value: highest MaxRate delivered at >= 95 %; of_published_hz: highest "
+                                  "published rate delivered at >= 95 % with <= 5 % drops"}), flush=True)
     return 0
 
 
