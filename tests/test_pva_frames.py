@@ -10,6 +10,7 @@ benchmark's business (``benchmarks/bench_pva.py``).
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -23,12 +24,12 @@ pytestmark = [pytest.mark.pva, pytest.mark.ca]
 N_CLIENTS = 8
 RATE = 50.0  # Waveform:MaxRate, Hz
 N_FRAMES = 150  # published events to observe (3 s at 50 Hz)
-SAMPLES = 2000
+SAMPLES = 500
 
 CONFIG = {
     "device": {"backend": "sim", "model": "2000a"},
     "channels": {"A": {"range": 0.05, "coupling": "AC"}, "B": {"range": 0.5, "coupling": "AC"}},
-    "timebase": {"duration": 100.0e-6, "samples": SAMPLES, "pretrigger": 0.05},
+    "timebase": {"duration": 25.0e-6, "samples": SAMPLES, "pretrigger": 0.05},
     "trigger": {"enabled": True, "source": "B", "level": 0.1, "direction": "Rising", "auto_timeout": 1.0},
     "siggen": {"enabled": True, "waveform": "Sine", "frequency": 100.0e3, "amplitude": 0.4},
     "simulation": {"seed": 3, "realtime": True, "siggen_channel": "B"},
@@ -42,10 +43,13 @@ class FrameClient:
         self.ctx = Context("pva", conf=conf, useenv=False)
         self.frames: list[tuple[int, tuple[str, ...], tuple[int, ...], int]] = []
         self.lock = threading.Lock()
+        self.errors: list[str] = []
         self.sub = self.ctx.monitor(name, self._cb, request="record[queueSize=16]")
 
     def _cb(self, value) -> None:
-        if isinstance(value, Exception):
+        if isinstance(value, Exception):  # Disconnected / Cancelled: a gap would show as a drop
+            with self.lock:
+                self.errors.append(repr(value))
             return
         raw = value.raw
         entry = (int(raw["eventNumber"]), tuple(raw["channels"]), tuple(value.shape),
@@ -71,8 +75,10 @@ def test_eight_clients_get_every_frame_whole(ioc_factory):
         n0 = int(ctl.get(h.pv("EventNumber_RBV")))
         c0 = int(ctl.get(h.pv("ArrayCounter_RBV")))
         ctl.put(h.pv("Acquire"), "Start", timeout=10)
+        t0 = time.monotonic()
         wait_for(lambda: int(ctl.get(h.pv("ArrayCounter_RBV"))) - c0 >= N_FRAMES, 120,
                  message=f"{N_FRAMES} published events")
+        elapsed = time.monotonic() - t0
         ctl.put(h.pv("Acquire"), "Stop", timeout=10)
 
         def settled() -> int | None:  # the counter no longer moves and every client has the last one
@@ -85,11 +91,15 @@ def test_eight_clients_get_every_frame_whole(ioc_factory):
 
         c1 = wait_for(settled, 30, message="publishing settled after Stop")
         published = c1 - c0
+        # information only (timings are the benchmark's business): the rate actually reached
+        print(f"{published} frames to {N_CLIENTS} clients, ~{N_FRAMES / elapsed:.1f} Hz published")
         n_samples = int(ctl.get(h.pv("NumSamples_RBV")))
         assert published >= N_FRAMES
         for i, cl in enumerate(clients):
             got = cl.after(n0)
             numbers = [f[0] for f in got]
+            dup = sorted(n for n in set(numbers) if numbers.count(n) > 1)
+            assert not dup, f"client {i}: event(s) {dup[:5]} received twice; errors {cl.errors[:3]}"
             assert len(got) == published, f"client {i}: {len(got)} of {published} frames (drops)"
             assert np.all(np.diff(numbers) > 0), f"client {i}: event numbers not increasing"
             for number, chans, shape, attr_number in got:

@@ -73,6 +73,8 @@ class PicoDAQIOC(PVGroup):
         self.runner: Any = None
         #: ``fn(frame)`` called after each published event (the PV Access ``Frame`` PV)
         self.frame_listeners: list[Any] = []
+        #: the PV Access mirror (:class:`~picodaq_ioc.ioc.pva.PvaMirror`) when ``--pva``, else None
+        self.pva: Any = None
         #: the caproto server Context (set by the CLI): client counts for IOC:CA_CLNT_CNT
         self.server_context: Any = None
         self._last_state: RunState | None = None

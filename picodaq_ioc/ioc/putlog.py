@@ -188,5 +188,5 @@ def add_arguments(parser: Any) -> None:
     """Add ``--putlog FILE`` to an argparse parser (used by the IOC's CLI)."""
     parser.add_argument(
         "--putlog", metavar="FILE", default=None,
-        help="also append the put log (every CA put: time, PV, old/new value, client user@host; "
-             "every refused put with the reason) to FILE")
+        help="also append the put log (every CA and PVA put: time, PV, old/new value, client user@host, "
+             "protocol; every refused put with the reason) to FILE")
