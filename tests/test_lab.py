@@ -68,12 +68,11 @@ def test_three_iocs_behind_one_gateway(tmp_path):
     pytest.importorskip("p4p", reason="the lab gateway needs the 'pva' extra (p4p)")
     from p4p.client.thread import Context
 
-    # the teaching setup (pulse analysis: the dashboard's histograms need it); one copy per
-    # scope, so each IOC has its own autosave file next to its config
-    for i in range(N):
-        shutil.copy(REPO / "configs" / "muon_lifetime.yaml", tmp_path / f"scope{i}.yaml")
+    # the teaching setup (pulse analysis: the dashboard's histograms need it), one file shared
+    # by the three scopes (the lab gives each IOC its own autosave file)
+    shutil.copy(REPO / "configs" / "muon_lifetime.yaml", tmp_path / "scope.yaml")
     tag = os.urandom(3).hex()
-    scopes = [{"config": f"scope{i}.yaml", "prefix": f"L{tag}{i}:", "ca_port": free_port(),
+    scopes = [{"config": "scope.yaml", "prefix": f"L{tag}{i}:", "ca_port": free_port(),
                "pva_port": free_port(), "pva_udp_port": free_port()} for i in range(N)]
     gw_tcp, gw_udp = free_port(), free_port()
     lab_file = tmp_path / "lab.yaml"

@@ -23,7 +23,8 @@ Two ways to describe a lab::
 
 The lab process supervises its children: one IOC ending (crash or ``kill <pid>``) is reported
 and the others keep serving; SIGINT/SIGTERM stop every child by its PID. ``<workdir>/lab.json``
-lists every process (prefix, pid, ports, log file) and the client environment.
+lists every process (prefix, pid, ports, log file) and the client environment; each IOC
+autosaves its settings to ``<workdir>/<prefix>.autosave.json`` (scopes may share a config).
 """
 
 from __future__ import annotations
@@ -254,8 +255,10 @@ class Supervisor:
                 args.append("--pva")
             if self.serve_network:
                 args.append("--serve-network")
-            args += self.lab.extra_args
             name = s.prefix.strip(":").replace(":", "_")
+            # one autosave file per scope (two scopes may share a configuration file)
+            args += ["--autosave", str(self.workdir / f"{name}.autosave.json")]
+            args += self.lab.extra_args
             s.log = str(self.workdir / f"{name}.log")
             with open(s.log, "w") as logf:
                 proc = subprocess.Popen(args, env=self._ioc_env(s), stdout=logf, stderr=subprocess.STDOUT)
