@@ -41,6 +41,7 @@ import tempfile
 import textwrap
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -158,6 +159,79 @@ class Control:
             raise RuntimeError(f"caput {pv} {value} failed")
 
 
+@dataclass
+class Window:
+    """What one measuring window over ``n`` client processes gave."""
+
+    results: list[dict]  # one JSON record per client (see CLIENT)
+    seconds: float
+    published_hz: float  # ArrayCounter_RBV increments per second
+    cpu_cores: float  # server process CPU time / wall time over the window
+    rss0: float
+    rss1: float
+    rss_max: float
+
+
+def measure(prefix: str, env: dict[str, str], server: psutil.Process, ctl: Control, n_clients: int,
+            warmup: float, window: float) -> Window:
+    """Start ``n_clients`` CLIENT processes, wait until each got its first updates, let them run
+    ``warmup`` s, then measure the server's CPU and memory over ``window`` s; returns every
+    client's record. The clients are stopped before returning."""
+    rss0 = server.memory_info().rss
+    clients: list[subprocess.Popen] = []
+    try:
+        for _ in range(n_clients):
+            clients.append(subprocess.Popen([sys.executable, "-c", CLIENT, prefix, str(warmup), str(window)],
+                                            env=env, stdout=subprocess.PIPE, text=True))
+        for c in clients:
+            first = json.loads(c.stdout.readline())["first"]  # ready
+            if not all(first.values()):
+                print(f"{prefix}: a client got no first update: {first}", file=sys.stderr)
+        time.sleep(warmup)  # benchmark warm-up period (not a wait for a condition)
+        c0, t0 = ctl.get(prefix + "ArrayCounter_RBV"), time.time()
+        cpu0 = sum(server.cpu_times()[:2])
+        rss_max = rss0
+        t_end = t0 + window
+        while time.time() < t_end:
+            rss_max = max(rss_max, server.memory_info().rss)
+            time.sleep(0.2)
+        c1, t1 = ctl.get(prefix + "ArrayCounter_RBV"), time.time()
+        cpu1 = sum(server.cpu_times()[:2])
+        rss1 = server.memory_info().rss
+        results = [json.loads(c.stdout.readline()) for c in clients]
+    finally:
+        for c in clients:
+            if c.poll() is None:
+                c.terminate()
+            c.wait(10)
+    return Window(results=results, seconds=window, published_hz=(c1 - c0) / (t1 - t0),
+                  cpu_cores=(cpu1 - cpu0) / (t1 - t0), rss0=rss0, rss1=rss1, rss_max=rss_max)
+
+
+def delivery_figures(base: dict, w: Window, max_rate: float) -> list[dict]:
+    """Delivered rate (mean, slowest client), drops and latency of a window."""
+    n = np.array([[r["channels"][c]["n"] for c in CHANNELS] for r in w.results], dtype=float)
+    got_hz = n / w.seconds
+    per_client = got_hz.mean(axis=1)
+    lat = np.concatenate([np.array(r["channels"][c]["lat"]) for r in w.results for c in CHANNELS])
+    drops = int(sum(r["channels"][c]["drops"] for r in w.results for c in CHANNELS))
+    frames = [r["channels"]["frames"] for r in w.results]
+    return [
+        {**base, "figure": "published_hz", "value": round(w.published_hz, 2)},
+        {**base, "figure": "delivered_hz_mean", "value": round(float(got_hz.mean()), 2)},
+        {**base, "figure": "delivered_hz_min", "value": round(float(got_hz.min()), 2)},
+        {**base, "figure": "delivered_fraction_of_max_rate", "value": round(float(got_hz.mean()) / max_rate, 3)},
+        {**base, "figure": "slowest_client_fraction_of_mean",
+         "value": round(float(per_client.min() / max(per_client.mean(), 1e-9)), 3)},
+        {**base, "figure": "drops", "value": drops,
+         "note": f"frames published in each client's window ({min(frames)}..{max(frames)}, from "
+                 "ArrayCounter_RBV) whose waveform never arrived, summed over clients x channels"},
+        {**base, "figure": "latency_p50_ms", "value": round(float(np.percentile(lat, 50)), 2)},
+        {**base, "figure": "latency_p95_ms", "value": round(float(np.percentile(lat, 95)), 2)},
+        {**base, "figure": "server_cpu_cores", "value": round(w.cpu_cores, 3)},
+    ]
+
+
 def scenario(name: str, trigger_rate: float, max_rate: float, n_clients: int, warmup: float,
              window: float, tmp: Path) -> list[dict]:
     port = free_port()
@@ -175,43 +249,14 @@ def scenario(name: str, trigger_rate: float, max_rate: float, n_clients: int, wa
                             "--max-rate", str(max_rate), "--no-autosave",
                             os.environ.get("BENCH_VERBOSITY", "-v") if os.environ.get("BENCH_KEEP_LOGS") else "-q"], env=env, stdout=log,
                            stderr=subprocess.STDOUT)
-    clients: list[subprocess.Popen] = []
     try:
-        deadline = time.monotonic() + 60
-        ctl = Control()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # pyepics warns at every timed-out readiness poll
-            while ctl.get(prefix + "State_RBV", timeout=0.5) is None:
-                if ioc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"IOC did not start: {(Path(tmp) / f'{name}.log').read_text()}")
-        proc = psutil.Process(ioc.pid)
+        ctl = wait_ready(ioc, prefix, lambda: (Path(tmp) / f"{name}.log").read_text())
         ctl.put(prefix + "Acquire", 1)
-        rss0 = proc.memory_info().rss
-        for _ in range(n_clients):
-            clients.append(subprocess.Popen([sys.executable, "-c", CLIENT, prefix, str(warmup), str(window)],
-                                            env=env, stdout=subprocess.PIPE, text=True))
-        for c in clients:
-            first = json.loads(c.stdout.readline())["first"]  # ready
-            if not all(first.values()):
-                print(f"{name}: a client got no first update: {first}", file=sys.stderr)
-        time.sleep(warmup)  # benchmark warm-up period (not a wait for a condition)
-        c0, t0 = ctl.get(prefix + "ArrayCounter_RBV"), time.time()
-        ev0 = ctl.get(prefix + "Stats:Events_RBV")
-        rss_max = rss0
-        t_end = t0 + window
-        while time.time() < t_end:
-            rss_max = max(rss_max, proc.memory_info().rss)
-            time.sleep(0.2)
-        c1, t1 = ctl.get(prefix + "ArrayCounter_RBV"), time.time()
-        ev1 = ctl.get(prefix + "Stats:Events_RBV")
-        rss1 = proc.memory_info().rss
-        results = [json.loads(c.stdout.readline()) for c in clients]
+        ev0, t_ev0 = ctl.get(prefix + "Stats:Events_RBV"), time.time()
+        w = measure(prefix, env, psutil.Process(ioc.pid), ctl, n_clients, warmup, window)
+        ev1, t_ev1 = ctl.get(prefix + "Stats:Events_RBV"), time.time()
         ctl.put(prefix + "Acquire", 0)
     finally:
-        for c in clients:
-            if c.poll() is None:
-                c.terminate()
-            c.wait(10)
         epics.ca.clear_cache()  # disconnect the control channels before the IOC goes away
         ioc.send_signal(signal.SIGTERM)
         try:
@@ -220,37 +265,31 @@ def scenario(name: str, trigger_rate: float, max_rate: float, n_clients: int, wa
             ioc.kill()
         log.close()
 
-    published_hz = (c1 - c0) / (t1 - t0)
-    n = np.array([[r["channels"][c]["n"] for c in CHANNELS] for r in results], dtype=float)
-    if os.environ.get("BENCH_DEBUG"):
-        print(name, n.tolist(), file=sys.stderr)
-    got_hz = n / window
-    lat = np.concatenate([np.array(r["channels"][c]["lat"]) for r in results for c in CHANNELS])
-    if os.environ.get("BENCH_DEBUG"):
-        print(name, [[r["channels"][c]["drops"] for c in CHANNELS] for r in results], file=sys.stderr)
-    drops = int(sum(r["channels"][c]["drops"] for r in results for c in CHANNELS))
-    frames = [r["channels"]["frames"] for r in results]
     method = (f"{n_clients} pyepics client processes x {len(CHANNELS)} channels x 4000 float32 samples, "
               f"sim trigger rate {trigger_rate:g} Hz, Waveform:MaxRate {max_rate:g} Hz, window {window:g} s "
               f"after {warmup:g} s warm-up, 127.0.0.1, 2-core box shared with other jobs "
               f"(1-min load average {os.getloadavg()[0]:.1f})")
     base = {"bench": "waveforms", "scenario": name, "method": method}
-    out = [
-        {**base, "figure": "event_rate_hz", "value": round((ev1 - ev0) / (t1 - t0), 1)},
-        {**base, "figure": "published_hz", "value": round(published_hz, 2)},
-        {**base, "figure": "delivered_hz_mean", "value": round(float(got_hz.mean()), 2)},
-        {**base, "figure": "delivered_hz_min", "value": round(float(got_hz.min()), 2)},
-        {**base, "figure": "delivered_fraction_of_max_rate", "value": round(float(got_hz.mean()) / max_rate, 3)},
-        {**base, "figure": "drops", "value": drops,
-         "note": f"frames published in each client's window ({min(frames)}..{max(frames)}, from "
-                 "ArrayCounter_RBV) whose waveform never arrived, summed over clients x channels"},
-        {**base, "figure": "latency_p50_ms", "value": round(float(np.percentile(lat, 50)), 2)},
-        {**base, "figure": "latency_p95_ms", "value": round(float(np.percentile(lat, 95)), 2)},
-        {**base, "figure": "ioc_rss_mb_start", "value": round(rss0 / 2**20, 1)},
-        {**base, "figure": "ioc_rss_mb_end", "value": round(rss1 / 2**20, 1)},
-        {**base, "figure": "ioc_rss_mb_max", "value": round(rss_max / 2**20, 1)},
+    return [
+        {**base, "figure": "event_rate_hz", "value": round((ev1 - ev0) / (t_ev1 - t_ev0), 1),
+         "note": "events over the clients' start, warm-up and window"},
+        *delivery_figures(base, w, max_rate),
+        {**base, "figure": "ioc_rss_mb_start", "value": round(w.rss0 / 2**20, 1)},
+        {**base, "figure": "ioc_rss_mb_end", "value": round(w.rss1 / 2**20, 1)},
+        {**base, "figure": "ioc_rss_mb_max", "value": round(w.rss_max / 2**20, 1)},
     ]
-    return out
+
+
+def wait_ready(proc: subprocess.Popen, prefix: str, log_text, timeout: float = 60.0) -> Control:
+    """Control channels once ``<prefix>ArrayCounter_RBV`` answers (RuntimeError if the server died)."""
+    deadline = time.monotonic() + timeout
+    ctl = Control()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pyepics warns at every timed-out readiness poll
+        while ctl.get(prefix + "ArrayCounter_RBV", timeout=0.5) is None:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"server did not start: {log_text()}")
+    return ctl
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,7 @@ import collections
 import caproto as ca
 import caproto.asyncio.server as aserver
 import caproto.server.common as common
+import numpy as np
 import pytest
 from caproto._utils import ArrayFilter, ChannelFilter
 
@@ -44,7 +45,7 @@ class _Circuit:
         self.events_on.set()
         self.subscriptions_to_resend: dict = {}
 
-    def offer(self, sub, metadata, values) -> None:
+    def offer(self, sub, metadata, values, payload=None) -> None:
         self.offered.append(sub.name)
         subs = self.ctx.subscriptions[SPEC]
         if sub.name == "sub1":
@@ -96,7 +97,7 @@ def test_one_failing_subscription_is_contained_to_its_client():
     ctx = _context()
     good, bad = _Circuit(ctx), _Circuit(ctx)
 
-    def explode(sub, metadata, values):
+    def explode(sub, metadata, values, payload=None):
         raise ValueError("slice step cannot be zero")
 
     bad.offer = explode
@@ -170,3 +171,17 @@ def test_disconnect_from_the_subscription_task_itself_completes():
 def test_payload_bytes_of_a_waveform():
     chan = type("C", (), {"max_length": 4000, "data_type": ca.ChannelType.FLOAT})()
     assert ca_server.payload_bytes(chan) == 16000
+
+
+@pytest.mark.parametrize("dtype,native", [(ca.ChannelType.TIME_FLOAT, "f4"), (ca.ChannelType.TIME_DOUBLE, "f8"),
+                                          (ca.ChannelType.FLOAT, "f4"), (ca.ChannelType.TIME_INT, "i2"),
+                                          (ca.ChannelType.TIME_LONG, "i4")])
+def test_shared_wire_bytes_give_the_same_message_as_caproto(dtype, native):
+    """The bytes converted once and shared by all subscribers make exactly the message caproto
+    builds from the array for each subscriber."""
+    values = np.random.default_rng(1).normal(0, 100, 4000).astype(native)
+    md = ca.DBR_TYPES[dtype]() if int(dtype) >= 7 else None
+    ours = ca.EventAddResponse(ca_server._wire_bytes(values, dtype), dtype, len(values), 1, 7, metadata=md)
+    theirs = ca.EventAddResponse(values, dtype, len(values), 1, 7, metadata=md)
+    assert bytes(ours) == bytes(theirs)
+    assert ca_server._wire_bytes(values, ca.ChannelType.STRING) is None

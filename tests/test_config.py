@@ -79,8 +79,22 @@ def test_demo_siggen_loopback_and_noise():
     cfg = load_config(CONFIGS / "demo.yaml")
     _, _, tr, sg = scope_settings(cfg)
     assert sg.enabled and sg.frequency_hz == 100e3 and sg.stop_frequency_hz is None
-    assert cfg.simulation.siggen_channel == "B" and tr.source == "B"
+    assert cfg.simulation.siggen_channel == "B"
     assert any(s.kind == "noise" and s.channels == ["A"] for s in cfg.simulation.sources)
+    # the demo triggers on pulses at a realistic rate, not on every period of the sine
+    # (issue 11: ~1400 events/s kept a core busy with nobody watching)
+    assert tr.source == "A"
+    pulses = [s for s in cfg.simulation.sources if s.kind == "muon"]
+    assert len(pulses) == 1 and pulses[0].channels == ["A"] and pulses[0].rate <= 50
+
+
+def test_built_in_default_is_the_demo():
+    from picodaq_ioc.config.loader import validate_data
+    from picodaq_ioc.ioc.cli import DEFAULT_CONFIG
+
+    demo, default = load_config(CONFIGS / "demo.yaml"), validate_data(DEFAULT_CONFIG, "<built-in>")
+    assert scope_settings(demo) == scope_settings(default)
+    assert demo.simulation == default.simulation
 
 
 def test_noise_is_free_running():

@@ -193,18 +193,3 @@ def test_interfaces_default_to_loopback_and_network_needs_the_opt_in(monkeypatch
     env.apply_loopback_env(fake)
     assert fake["EPICS_CAS_BEACON_ADDR_LIST"] == "127.0.0.1" and fake["EPICS_CAS_AUTO_BEACON_ADDR_LIST"] == "NO"
     assert all(v in ("127.0.0.1", "NO") for v in fake.values())
-
-
-@pytest.mark.parametrize(("user_value", "expected"), [(None, "1"), ("4096", "4096")])
-def test_caproto_sub_batch_threshold_default_respects_the_user(user_value, expected):
-    """The IOC sets CAPROTO_SERVER_SUB_BATCH_THRESH=1 (no 64 kB batching delay for mid-size
-    waveforms, research notes §2.5) before caproto reads it at import; a user value wins."""
-    env = ioc_env(0)
-    env.pop("CAPROTO_SERVER_SUB_BATCH_THRESH", None)
-    if user_value is not None:
-        env["CAPROTO_SERVER_SUB_BATCH_THRESH"] = user_value
-    code = "import picodaq_ioc.__main__, caproto.server.common as c; print(c.SUB_BATCH_THRESH)"
-    r = subprocess.run([sys.executable, "-c", code], env=env, cwd=str(REPO), capture_output=True, text=True,
-                       timeout=60)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == expected

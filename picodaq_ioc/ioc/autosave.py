@@ -236,6 +236,8 @@ class AutosaveManager:
         self.restored: list[str] = []
         self.refused: dict[str, str] = {}
         self.problem: str | None = None
+        #: why the last save failed (None: the file is up to date or no save failed)
+        self.save_error: str | None = None
         self._last_saved: dict[str, Any] | None = None
         self._pending_since: float | None = None
         self._last_change: float | None = None
@@ -301,9 +303,17 @@ class AutosaveManager:
             try:
                 self.save(values)
             except OSError as exc:
-                self._report(f"autosave: cannot write {self.path}: {exc}", level=logging.ERROR)
+                culprit = str(exc.filename or "")  # a parent in the way, not our own temporary file
+                where = f" ({culprit})" if culprit and not Path(culprit).name.startswith(self.path.name) else ""
+                text = f"autosave: cannot write {self.path}: {exc.strerror or exc}{where}"
+                if text != self.save_error:  # a full disk is logged once, not at every retry
+                    self.save_error = text
+                    self._report(text, level=logging.ERROR)
                 self._pending_since = now  # retry after max_delay
                 return False
+            if self.save_error is not None:
+                log.info("autosave: %s written again after: %s", self.path, self.save_error)
+                self.save_error = None
             self._pending_since = self._last_change = None
             return True
         return False
@@ -330,10 +340,13 @@ class AutosaveManager:
             return None
         except AutosaveError as exc:
             bad = self.path.with_name(self.path.name + ".bad")
-            with contextlib.suppress(OSError):
+            try:
                 bad.write_bytes(self.path.read_bytes())
+                kept = f"copy kept as {bad}"
+            except OSError as copy_exc:  # an unreadable file cannot be copied: do not claim it was
+                kept = f"no copy kept: {copy_exc.strerror or copy_exc}"
             self.problem = f"autosave file ignored: {exc.reason}"
-            log.error("autosave file ignored: %s (copy kept as %s)", exc, bad)
+            log.error("autosave file ignored: %s (%s)", exc, kept)
             return None
         digest = self._config_digest()
         if digest and doc.get("config_sha256") and doc["config_sha256"] != digest:
@@ -453,11 +466,32 @@ class AutosaveManager:
         sleep = async_lib.library.sleep
         # after a restore the first poll saves the current state, so the file matches the IOC
         while True:
+            error_before = self.save_error
             try:
                 self.poll()
             except Exception as exc:  # noqa: BLE001
                 log.exception("autosave: %s", exc)
+            if self.save_error != error_before:
+                await self._show_save_error()
             await sleep(self.period)
+
+    async def _show_save_error(self) -> None:
+        """StatusMessage_RBV with a MAJOR WRITE alarm while settings cannot be saved; cleared
+        (message saying so) once a save works again."""
+        from caproto import AlarmSeverity, AlarmStatus
+
+        device = getattr(self.group, "device", None)
+        text = self.save_error or f"autosave: {self.path.name} written again"
+        if device is None or not hasattr(device, "set_status"):
+            await self._status(text)
+            return
+        try:
+            if self.save_error:
+                await device.set_status(text, AlarmSeverity.MAJOR_ALARM, AlarmStatus.WRITE)
+            else:
+                await device.set_status(text)
+        except Exception as exc:  # noqa: BLE001 - reporting must not stop the save loop
+            log.debug("autosave: cannot show the save error: %s", exc)
 
     async def server_shutdown(self, async_lib: Any) -> None:
         self.flush()

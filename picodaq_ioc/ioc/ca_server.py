@@ -42,7 +42,9 @@ from typing import Any
 
 import caproto as ca
 import caproto.asyncio.server as _aserver
+import numpy as np
 from caproto._commands import bytes_needed_for_command
+from caproto._dbr import native_type
 from caproto._utils import apply_deadband_filter
 from caproto.server.common import DisconnectedCircuit, host_endian
 
@@ -81,8 +83,8 @@ class IsolatedCircuit(_aserver.VirtualCircuit):
 
     def __init__(self, circuit, client, context, **kwargs: Any) -> None:
         super().__init__(circuit, client, context, **kwargs)
-        #: subscriptionid -> (sub, metadata, values): the newest update not yet sent
-        self._pending: dict[int, tuple[Any, Any, Any]] = {}
+        #: subscriptionid -> (sub, metadata, values, payload): the newest update not yet sent
+        self._pending: dict[int, tuple[Any, Any, Any, bytes | None]] = {}
         self._wake = asyncio.Event()
         self.updates_sent = 0
         #: updates replaced by a newer one before they could be sent (the client was slower)
@@ -91,12 +93,13 @@ class IsolatedCircuit(_aserver.VirtualCircuit):
         self._rename_logged = False
 
     # ----------------------------------------------------------- fan-out side (never awaits)
-    def offer(self, sub: Any, metadata: Any, values: Any) -> None:
-        """Store the newest update of ``sub`` (replacing an unsent older one)."""
+    def offer(self, sub: Any, metadata: Any, values: Any, payload: bytes | None = None) -> None:
+        """Store the newest update of ``sub`` (replacing an unsent older one). ``payload``:
+        ``values`` already in wire format (shared by every client of the same update)."""
         sid = sub.subscriptionid
         if sid in self._pending:
             self.updates_replaced += 1
-        self._pending[sid] = (sub, metadata, values)
+        self._pending[sid] = (sub, metadata, values, payload)
         self._wake.set()
 
     def subscription_failed(self, sub: Any, ex: BaseException) -> None:
@@ -123,11 +126,11 @@ class IsolatedCircuit(_aserver.VirtualCircuit):
             batch, self._pending = self._pending, {}
             live = {sub.subscriptionid for subs in self.subscriptions.values() for sub in subs}
             commands = []
-            for sid, (sub, metadata, values) in batch.items():
+            for sid, (sub, metadata, values, payload) in batch.items():
                 if sid not in live:  # cancelled after it was offered: never send after the cancel
                     continue
                 try:
-                    commands.append(self._event_response(sub, metadata, values))
+                    commands.append(self._event_response(sub, metadata, values, payload))
                 except Exception as ex:
                     self.subscription_failed(sub, ex)
             if not commands:
@@ -144,7 +147,11 @@ class IsolatedCircuit(_aserver.VirtualCircuit):
                 break
 
     @staticmethod
-    def _event_response(sub: Any, metadata: Any, values: Any) -> Any:
+    def _event_response(sub: Any, metadata: Any, values: Any, payload: bytes | None = None) -> Any:
+        if payload is not None:
+            return sub.channel.subscribe(data=payload, metadata=metadata, data_type=sub.data_type,
+                                         data_count=len(values), subscriptionid=sub.subscriptionid,
+                                         status=1)
         safe_filter(sub.channel)
         values = ca.apply_arr_filter(sub.channel.channel_filter.arr, values)
         data_count = sub.data_count or len(values)
@@ -340,17 +347,21 @@ class IsolatedContext(_aserver.Context):
         else:
             (spec,) = sub_specs
             targets = [(spec, sub)]
+        payloads: dict[Any, bytes | None] = {}  # data type -> wire bytes, made once per update
         for spec, s in targets:
             try:
-                self._offer(spec, s, metadata, values, flags)
+                self._offer(spec, s, metadata, values, flags, payloads)
             except Exception as ex:
                 failed = getattr(s.circuit, "subscription_failed", None)
                 if failed is None:
                     raise
                 failed(s, ex)
 
-    def _offer(self, sub_spec, sub, metadata, values, flags) -> None:
-        """caproto's ``_subscription_queue_send`` filters, then a non-blocking hand-over."""
+    def _offer(self, sub_spec, sub, metadata, values, flags, payloads: dict | None = None) -> None:
+        """caproto's ``_subscription_queue_send`` filters, then a non-blocking hand-over.
+
+        An array sent whole (no ``arr`` filter, full count) is converted to wire format once
+        and the bytes shared by all its subscribers (caproto converts it for each one)."""
         circuit = sub.circuit
         if not circuit.events_on.is_set():  # EventsOff: resend when the client turns events on
             resend = circuit.subscriptions_to_resend.setdefault(sub_spec, [])
@@ -372,4 +383,22 @@ class IsolatedContext(_aserver.Context):
             if last and last == command:
                 return
             self.last_sync_edge_update[sub][flt.sync.s][flt.sync.m] = command
-        circuit.offer(sub, metadata, values)
+        payload = None
+        if (payloads is not None and isinstance(values, np.ndarray) and values.size > 1
+                and flt.arr is None and sub.data_count in (0, len(values))):
+            if sub.data_type not in payloads:
+                payloads[sub.data_type] = _wire_bytes(values, sub.data_type)
+            payload = payloads[sub.data_type]
+        circuit.offer(sub, metadata, values, payload)
+
+
+def _wire_bytes(values: np.ndarray, data_type: Any) -> bytes | None:
+    """``values`` as caproto puts them on the wire for ``data_type`` (big-endian), or None for
+    types caproto converts differently (strings)."""
+    try:
+        wire = native_type(ca.ChannelType(int(data_type)))
+    except ValueError:  # long-string pseudo types
+        return None
+    if wire in (ca.ChannelType.STRING, ca.ChannelType.CHAR):
+        return None
+    return ca.backend.python_to_epics(wire, values, byteswap=True).tobytes()

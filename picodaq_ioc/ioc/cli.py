@@ -33,22 +33,25 @@ log = logging.getLogger("picodaq_ioc.ioc")
 
 DEFAULT_PREFIX = "PICO:"
 DEFAULT_MAX_RATE = 20.0
+SWITCH_INTERVAL = 0.001  # s, see run()
 
 #: Used when no --config is given (the same scenario as configs/demo.yaml, which is not
-#: installed with the package): signal generator looped back into B, noise on A.
+#: installed with the package): signal generator looped back into B, noise and ~20 pulses/s
+#: on A, which trigger (a realistic rate: cheap when nobody watches).
 DEFAULT_CONFIG: dict[str, Any] = {
     "device": {"backend": "sim", "model": "2000a"},
     "channels": {
-        "A": {"range": 0.05, "coupling": "AC", "offset": 0.0},
+        "A": {"range": 0.05, "coupling": "DC", "offset": 0.0},
         "B": {"range": 0.5, "coupling": "AC", "offset": 0.0},
     },
     "timebase": {"duration": 10.0e-6, "samples": 200, "pretrigger": 0.05},
-    "trigger": {"enabled": True, "source": "B", "level": 0.1, "direction": "Rising", "auto_timeout": 1.0},
+    "trigger": {"enabled": True, "source": "A", "level": -0.01, "direction": "Falling", "auto_timeout": 1.0},
     "siggen": {"enabled": True, "waveform": "Sine", "frequency": 100.0e3, "amplitude": 0.4, "offset": 0.0},
     "buffer": {"n_buffers": 16, "log_time": 60},
     "simulation": {
         "seed": 1, "realtime": True, "noise_rms": 0.5e-3, "siggen_channel": "B",
-        "sources": [{"kind": "noise", "channels": ["A"], "rms": 3.0e-3}],
+        "sources": [{"kind": "noise", "channels": ["A"], "rms": 3.0e-3},
+                    {"kind": "muon", "channels": ["A"], "rate": 20.0, "amplitude": -0.03}],
     },
 }
 
@@ -364,6 +367,10 @@ def run(args: argparse.Namespace) -> int:
     from .publisher import WaveformPublisher
 
     caproto_fixes.apply()
+    # the simulator/analysis threads are CPU-bound: with Python's default 5 ms GIL switch
+    # interval every hand-over (publisher thread -> event loop -> sockets) can wait 5 ms,
+    # which alone caps the publish rate under overload (issue 11). 1 ms keeps it responsive.
+    sys.setswitchinterval(SWITCH_INTERVAL)
     session = open_session(cfg)
     try:
         modules, runner, errors = session_modules(session, cfg)

@@ -30,12 +30,12 @@ LOOPBACK_ENV: dict[str, str] = {
     "EPICS_PVAS_BEACON_ADDR_LIST": LOOPBACK,
 }
 
-#: caproto tuning (research notes §2.5): no 64 kB batching delay for mid-size waveforms,
-#: small default subscription backlog so slow clients cannot make the IOC's memory grow.
-CAPROTO_DEFAULTS: dict[str, str] = {
-    "CAPROTO_SERVER_SUB_BATCH_THRESH": "1",
-    "CAPROTO_MAX_SUBSCRIPTION_BACKLOG": "100",
-}
+#: caproto tuning knobs the IOC sets unless the user did. None any more: the IOC serves with
+#: :mod:`picodaq_ioc.ioc.ca_server`, whose per-client send task neither batches by size
+#: (``CAPROTO_SERVER_SUB_BATCH_THRESH``) nor queues more than one update per subscription
+#: (``CAPROTO_MAX_SUBSCRIPTION_BACKLOG``); with caproto's own loop those knobs made overload
+#: collapse (issue 11: most queued updates discarded).
+CAPROTO_DEFAULTS: dict[str, str] = {}
 
 
 def apply_caproto_defaults(env: MutableMapping[str, str] | None = None) -> None:

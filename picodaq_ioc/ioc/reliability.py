@@ -5,7 +5,8 @@ The IOC's command line calls two functions and nothing else::
     reliability.add_arguments(parser)              # --acf, --putlog, --autosave, --no-restore, --test-faults
     rel = reliability.install(group, args)         # after the group is attached, before run()
 
-``install`` raises :class:`ReliabilityError` (a user error, exit status 2) for a bad ACF file.
+``install`` raises :class:`ReliabilityError` (a user error, exit status 2) for a bad ACF file
+or a put log file that cannot be opened.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ __all__ = ["Reliability", "ReliabilityError", "add_arguments", "install"]
 
 
 class ReliabilityError(ValueError):
-    """A problem the user must fix (bad ``--acf`` file); the message says what and where."""
+    """A problem the user must fix (bad ``--acf`` file, unwritable ``--putlog``); the message says
+    what and where."""
 
 
 @dataclass
@@ -65,7 +67,12 @@ def install(group: Any, args: Any) -> Reliability:
         rel.acf = access.install_security(pvdb, args, prefix=getattr(group, "prefix", ""))
     except access.AcfError as exc:
         raise ReliabilityError(f"error: --acf: {exc}") from None
-    rel.putlog = putlog.install_putlog(pvdb, getattr(args, "putlog", None))
+    try:
+        rel.putlog = putlog.install_putlog(pvdb, getattr(args, "putlog", None))
+    except OSError as exc:  # unwritable --putlog: one line, exit status 2
+        where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(args.putlog) else ""
+        raise ReliabilityError(f"error: --putlog {args.putlog}: cannot open for appending: "
+                               f"{exc.strerror or exc}{where}") from None
     path = getattr(args, "autosave", None)
     if path is None and getattr(args, "config", None):
         path = autosave.default_path(args.config)
