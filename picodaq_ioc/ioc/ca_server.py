@@ -124,10 +124,12 @@ class IsolatedCircuit(_aserver.VirtualCircuit):
             if not self._pending:
                 continue
             batch, self._pending = self._pending, {}
-            live = {sub.subscriptionid for subs in self.subscriptions.values() for sub in subs}
+            live = {sub.subscriptionid: sub for subs in self.subscriptions.values() for sub in subs}
             commands = []
             for sid, (sub, metadata, values, payload) in batch.items():
-                if sid not in live:  # cancelled after it was offered: never send after the cancel
+                # cancelled after it was offered: never send after the cancel, nor under the
+                # id of a newer subscription (clients reuse subscription ids)
+                if live.get(sid) is not sub:
                     continue
                 try:
                     commands.append(self._event_response(sub, metadata, values, payload))
