@@ -9,10 +9,12 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
 import pytest
+from ca_tools import popen_tool
 from conftest import REPO, wait_for
 
 p4p = pytest.importorskip("p4p", reason="PV Access tests need the 'pva' extra (pip install p4p)")
@@ -41,7 +43,7 @@ def pva_ioc(module_ioc_factory):
 
 def test_p4p_cli_get_and_monitor_read_every_pv(pva_ioc):
     """``python -m p4p.client.cli get`` answers every PV of ``--list-pvs`` and the Frame PV;
-    ``monitor`` delivers a first update of each."""
+    ``pvmonitor`` (EPICS base) delivers a first update of each."""
     h = pva_ioc
     names = [*list_pvs(h), h.pv("Frame")]
     cli = [sys.executable, "-m", "p4p.client.cli", "-w", "20"]
@@ -52,18 +54,27 @@ def test_p4p_cli_get_and_monitor_read_every_pv(pva_ioc):
     assert not errors, errors[:5]
     assert answered >= set(names), sorted(set(names) - answered)[:10]
 
-    proc = subprocess.Popen([*cli, "monitor", *names], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env={**h.env, "PYTHONUNBUFFERED": "1"})
+    # monitor: EPICS base pvmonitor (C++; one line per update, so no interleaving of threads)
+    proc = popen_tool("pvmonitor", ["-w", "20", *names], h.env, stdout=subprocess.PIPE,
+                      stderr=subprocess.STDOUT)
     seen: set[str] = set()
-    try:
-        def all_seen() -> bool:
-            line = proc.stdout.readline()
-            if line and not line.startswith(" "):
-                seen.add(line.split(" ", 1)[0])
-            return seen >= set(names)
+    lines: list[str] = []
 
-        wait_for(all_seen, 90, interval=0, message="a monitor update of every PV",
+    def read() -> None:
+        for line in proc.stdout:
+            lines.append(line)
+            head = line.split(None, 2)
+            if head and not line[0].isspace() and head[0] in wanted:
+                seen.add(head[0])
+
+    wanted = set(names)
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        wait_for(lambda: seen >= wanted, 120, message="a pvmonitor update of every PV",
                  stop=lambda: proc.poll() is not None)
+    except AssertionError as ex:
+        raise AssertionError(f"{ex}: missing {sorted(wanted - seen)[:10]}; last output {lines[-3:]}") from None
     finally:
         proc.terminate()
         proc.wait(10)
