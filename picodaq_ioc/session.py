@@ -11,8 +11,10 @@ No EPICS here: the IOC, the demo and plain scripts use the same façade::
         s.bm.wait_stopped()
         print(s.stop().format())
 
-Settings are changed with :meth:`DaqSession.update_settings`, which merges the given
-fields into the current request and reconfigures atomically (while running: stop,
+Settings are changed with :meth:`DaqSession.update_settings`, which hands the given
+fields to the session's :class:`~picodaq_ioc.daq.settings.SettingsPipeline` (the one owner
+of the requested settings: the IOC's puts go there too); it merges them into the current
+request and reconfigures atomically (while running: stop,
 reconfigure, resume; events of the old configuration never mix with the new).  A bad
 value raises :class:`~picodaq_ioc.scope.errors.InvalidConfig` naming the field and the
 allowed values, and the previous configuration stays in force.
@@ -20,18 +22,14 @@ allowed values, and the previous configuration stays in force.
 
 from __future__ import annotations
 
-import dataclasses
-import enum
 import threading
-import types
-import typing
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from .config.schema import Config
 from .daq.buffer_manager import BufferManager, ObligatoryConsumer, RunSummary
 from .daq.events import EventBatch, RunState, RunStats
-from .scope.errors import InvalidConfig
+from .daq.settings import Change, Settings, SettingsPipeline
 from .scope.types import (
     Applied,
     ChannelConfig,
@@ -42,83 +40,16 @@ from .scope.types import (
     TriggerConfig,
 )
 
-Settings = tuple[dict[str, ChannelConfig], TimebaseConfig, TriggerConfig, SigGenConfig]
 
-
-def _scope_settings(cfg: Config) -> Settings:
+def _scope_settings(cfg: Config, channels: tuple[str, ...] = ()) -> Settings:
+    """The requested settings of ``cfg``; channels of the device the file does not name are off."""
     from .config.convert import scope_settings
 
-    return scope_settings(cfg)
-
-
-def _field_types(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _coerce(section: str, name: str, tp: Any, value: Any) -> Any:
-    """Check/convert one field value; raise InvalidConfig naming ``section.name``."""
-    field = f"{section}.{name}"
-    args = typing.get_args(tp)
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        tp = inner[0] if inner else tp
-    if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        if isinstance(value, tp):
-            return value
-        if isinstance(value, str):
-            key = value.strip().lower()
-            for m in tp:
-                if key in (str(m.value).lower(), m.name.lower()):
-                    return m
-        allowed = ", ".join(str(m.value) for m in tp)
-        raise InvalidConfig(f"{field}: {value!r} is not valid", field=field, allowed=allowed)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, int) and value in (0, 1):
-            return bool(value)
-        raise InvalidConfig(f"{field}: {value!r} is not a boolean", field=field, allowed="true or false")
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
-            raise InvalidConfig(f"{field}: {value!r} is not an integer", field=field, allowed="an integer")
-        return int(value)
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-            raise InvalidConfig(f"{field}: {value!r} is not a number", field=field, allowed="a finite number")
-        v = float(value)
-        if v in (float("inf"), float("-inf")):
-            raise InvalidConfig(f"{field}: {value!r} is not finite", field=field, allowed="a finite number")
-        return v
-    if tp is str:
-        if not isinstance(value, str):
-            raise InvalidConfig(f"{field}: {value!r} is not a string", field=field, allowed="a string")
-        return value
-    return value
-
-
-def _merge(section: str, current: Any, update: Any) -> Any:
-    """``update`` (a dataclass of the same type or a mapping of field values) merged into
-    ``current``; unknown fields and wrong types raise InvalidConfig."""
-    cls = type(current)
-    if update is None:
-        return current
-    if isinstance(update, cls):
-        return update
-    if not isinstance(update, Mapping):
-        raise InvalidConfig(f"{section}: expected {cls.__name__} or a mapping of its fields",
-                            field=section, allowed=", ".join(f.name for f in dataclasses.fields(cls)))
-    hints = _field_types(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    changes = {}
-    for k, v in update.items():
-        if k not in hints:
-            raise InvalidConfig(f"{section}.{k}: unknown setting", field=f"{section}.{k}",
-                                allowed=", ".join(names))
-        changes[k] = _coerce(section, k, hints[k], v)
-    return dataclasses.replace(current, **changes)
+    chans, tb, tr, sg = scope_settings(cfg)
+    chans = dict(chans)
+    for ch in channels:
+        chans.setdefault(ch, ChannelConfig(enabled=False))
+    return Settings(chans, tb, tr, sg)
 
 
 class DaqSession:
@@ -142,7 +73,8 @@ class DaqSession:
         self.backend = backend
         self.info = info
         self.bm = bm
-        self._settings = settings
+        #: the one owner of the requested settings (every change goes through it)
+        self.pipeline = SettingsPipeline(bm.configure, settings, bm.applied)
         self._lock = threading.RLock()
         self._closed = False
 
@@ -163,7 +95,7 @@ class DaqSession:
             backend = make_backend(cfg, keep_truth=keep_truth)
         info = backend.open(cfg.device.serial)
         try:
-            settings = _scope_settings(cfg)
+            settings = _scope_settings(cfg, info.channels)
             bm = BufferManager(backend, n_buffers=cfg.buffer.n_buffers, rate_window=rate_window, log=log,
                                log_file=cfg.buffer.log_file, log_time=cfg.buffer.log_time,
                                serial=cfg.device.serial)
@@ -182,7 +114,7 @@ class DaqSession:
     @property
     def settings(self) -> Settings:
         """The requested (not snapped) channels, timebase, trigger and siggen now in force."""
-        return self._settings
+        return self.pipeline.requested
 
     def update_settings(self, channels: Mapping[str, ChannelConfig | Mapping[str, Any]] | None = None,
                         timebase: TimebaseConfig | Mapping[str, Any] | None = None,
@@ -210,24 +142,9 @@ class DaqSession:
             names it and ``allowed`` says what is accepted.  The previous configuration
             stays in force.
         """
-        with self._lock:
-            ch0, tb0, tr0, sg0 = self._settings
-            chans = dict(ch0)
-            if channels is not None:
-                if not isinstance(channels, Mapping):
-                    raise InvalidConfig("channels: expected a mapping of channel name to settings",
-                                        field="channels", allowed=", ".join(ch0))
-                for name, upd in channels.items():
-                    if name not in chans:
-                        raise InvalidConfig(f"channels.{name}: no such channel", field="channels",
-                                            allowed=", ".join(ch0))
-                    chans[name] = _merge(f"channels.{name}", chans[name], upd)
-            tb = _merge("timebase", tb0, timebase)
-            tr = _merge("trigger", tr0, trigger)
-            sg = _merge("siggen", sg0, siggen)
-            applied = self.bm.configure(chans, tb, tr, sg)
-            self._settings = (chans, tb, tr, sg)
-            return applied
+        change = Change.of("update_settings", channels=channels, timebase=timebase, trigger=trigger,
+                           siggen=siggen)
+        return self.pipeline.update(change).applied
 
     def resize(self, n_buffers: int) -> None:
         """Change the number of ring slots (while running: after the ring drained)."""
@@ -270,6 +187,7 @@ class DaqSession:
                 return
             self._closed = True
         try:
+            self.pipeline.close()
             self.bm.close()
         finally:
             self.backend.close()

@@ -109,3 +109,23 @@ def test_trigger_without_num_events_is_refused(daq):
     with pytest.raises(ValueError, match="num_events"):
         daq.trigger()
     assert daq.state.get() in ("Stopped", "Idle")  # nothing was started
+
+
+def test_set_settings_changes_settings_valid_only_together_atomically(daq):
+    """Range 5 V with offset 3 V: the offset alone is refused on the 0.5 V range (allowed
+    +-2.5 V), together (Settings:Defer) they are one configuration change."""
+    import epics
+
+    r0, o0 = daq.a.range.get(), daq.a.offset.get()
+    gen0 = epics.caget(PREFIX + "Stats:ConfigGeneration_RBV")
+    try:
+        daq.set_settings({daq.a.offset: 3.0, daq.a.range: 5.0})
+        assert (daq.a.range.get(), daq.a.offset.get()) == (5.0, 3.0)  # the readbacks
+        assert epics.caget(PREFIX + "Stats:ConfigGeneration_RBV") == gen0 + 1
+        # a combination the device refuses raises, and nothing of it is applied
+        with pytest.raises(Exception, match="Defer"):
+            daq.set_settings({daq.a.range: 0.5, daq.num_samples: 300})
+        assert (daq.a.range.get(), daq.num_samples.get()) == (5.0, 4000)
+    finally:
+        daq.set_settings({daq.a.offset: o0, daq.a.range: r0})
+    assert (daq.a.range.get(), daq.a.offset.get()) == (r0, o0)

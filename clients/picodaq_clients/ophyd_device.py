@@ -129,6 +129,22 @@ def _classes() -> dict[str, type]:
         stats = Cpt(PicoStats, "Stats:")
         buffer_size = Cpt(EpicsSignalWithRBV, "Buffer:Size", kind="config")
         buffer_fill = Cpt(EpicsSignalRO, "Buffer:FillLevel_RBV", kind="normal")
+        #: Settings:Defer: On holds settings puts, Off applies them as one change (docs/settings.md)
+        settings_defer = Cpt(EpicsSignal, "Settings:Defer", string=True, put_complete=True, kind="omitted")
+
+        def set_settings(self, changes: dict[Any, Any], timeout: float = 30.0) -> None:
+            """Apply ``{signal: value}`` (setting signals of this device) as ONE atomic change.
+
+            ``Settings:Defer`` On, plain puts of the values (held by the IOC), Defer Off with
+            put-completion: returns when the device applied all of them; raises when the IOC
+            refused the combination (then nothing of it was applied).
+            """
+            self.settings_defer.set("On").wait(timeout)
+            try:
+                for sig, value in changes.items():
+                    sig.put(value, use_complete=False)
+            finally:
+                self.settings_defer.set("Off").wait(timeout)
 
         def trigger(self) -> Status:
             """Acquire ``num_events`` events (put-completion on ``Acquire``)."""

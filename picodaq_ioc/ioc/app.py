@@ -29,6 +29,7 @@ from .groups.analysis import AnalysisGroup, make_analysis_group
 from .groups.buffer import BufferGroup
 from .groups.channel import make_channel_group
 from .groups.device import DeviceGroup
+from .groups.settings import SettingsGroup
 from .groups.siggen import make_siggen_group
 from .groups.stats import StatsGroup
 from .groups.timebase import make_timebase_group
@@ -117,6 +118,7 @@ class PicoDAQIOC(PVGroup):
             ctl = self.ctl
             assert ctl is not None, "attach() a controller first"
             await self.device.show_info(ctl.info, self.backend_name)
+            ctl.bind_loop()
             await fill_record_fields(self.pvdb)
             for g in self.setting_groups():
                 await g.show_requested(ctl)
@@ -165,28 +167,20 @@ class PicoDAQIOC(PVGroup):
         result = StagedResult()
         ctl = self.ctl
         assert ctl is not None, "attach() a controller first"
-        committed = False
+        async with ctl.staged() as stage:
+            yield result
+        result.names = list(stage.names)
         try:
-            async with ctl.staged() as stage:
-                yield result
-            result.names = list(stage.names)
-            try:
-                await ctl.commit(stage, what)
-                committed = True
-            except PutRefused as ex:
-                result.error = str(ex)
-                log.warning("%s refused as a whole, nothing of it applied: %s", what, ex)
-        finally:
-            if not committed:
-                for g in self.setting_groups():  # the setpoints show the requests in force
-                    try:
-                        await g.show_requested(ctl)
-                    except Exception:
-                        log.exception("showing the requested settings failed")
+            await ctl.commit(stage, what)
+        except PutRefused as ex:  # the setpoints still show the request in force
+            result.error = str(ex)
+            log.warning("%s refused as a whole, nothing of it applied: %s", what, ex)
 
     # ----------------------------------------------------------- readbacks
     async def show_applied(self, applied: Applied) -> None:
+        """Show a settings outcome: setpoints = the request in force, ``_RBV`` = ``applied``."""
         for g in self.setting_groups():
+            await g.show_requested(self.ctl)
             await g.show_applied(applied)
         await self.stats.show_generation(int(applied.config_generation))
         self._axis_generation = applied.config_generation
@@ -372,6 +366,7 @@ def build_ioc_class(info: ScopeInfo, *, max_samples: int = 16384,
     attrs.update({
         "trigger": SubGroup(make_trigger_group(info), prefix="Trigger:"),
         "siggen": SubGroup(make_siggen_group(info), prefix="SigGen:"),
+        "settings": SubGroup(SettingsGroup, prefix="Settings:"),
         "buffer": SubGroup(BufferGroup, prefix="Buffer:"),
         "stats": SubGroup(StatsGroup, prefix="Stats:"),
         "wf": SubGroup(WaveformGroup, prefix=""),
@@ -380,7 +375,7 @@ def build_ioc_class(info: ScopeInfo, *, max_samples: int = 16384,
     analysis_attrs = []
     for i, module in enumerate(analysis_modules):
         prefix = str(module.prefix)
-        if prefix in seen or prefix in ("Trigger", "SigGen", "Buffer", "Stats", "Waveform", "IOC",
+        if prefix in seen or prefix in ("Trigger", "SigGen", "Settings", "Buffer", "Stats", "Waveform", "IOC",
                                         *info.channels):
             raise ValueError(f"analysis module prefix {prefix!r} is already used")
         seen.add(prefix)

@@ -67,7 +67,7 @@ __all__ = [
 FORMAT = "picodaq-ioc autosave 1"
 
 #: Setpoints that are run controls, not settings (patterns on the name without prefix).
-DEFAULT_EXCLUDE: tuple[str, ...] = ("Acquire", "Pause", "*Reset*", "*:Acquire", "*:Pause")
+DEFAULT_EXCLUDE: tuple[str, ...] = ("Acquire", "Pause", "*Reset*", "*:Acquire", "*:Pause", "Settings:Defer")
 
 
 class AutosaveError(ValueError):

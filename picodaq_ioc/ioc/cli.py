@@ -359,8 +359,6 @@ def run(args: argparse.Namespace) -> int:
             print(name)
         return 0
 
-    from ..config.convert import scope_settings
-    from ..scope.types import ChannelConfig
     from . import caproto_fixes
     from .app import build_ioc_class
     from .controller import Controller
@@ -379,10 +377,7 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as ex:  # e.g. an analysis prefix that clashes with the IOC's own
             raise UserError(f"error: {ex}", 2) from None
         group = cls(prefix=args.prefix)
-        channels, timebase, trigger, siggen = scope_settings(cfg)
-        channels = {ch: channels.get(ch) or ChannelConfig(enabled=False) for ch in session.info.channels}
-        ctl = Controller(session, channels, timebase, trigger, siggen,
-                         max_ring_bytes=int(args.max_ring_mb * 2**20))
+        ctl = Controller(session, max_ring_bytes=int(args.max_ring_mb * 2**20))
         publisher = WaveformPublisher(session.bm, max_rate=args.max_rate)
         group.attach(ctl, publisher, cfg.device.backend, analysis_errors=errors)
         group.runner = runner

@@ -1,8 +1,15 @@
-"""The IOC's handle on a DAQ session: requested settings, serialised device calls, run control.
+"""The IOC's handle on a DAQ session: settings through the session's pipeline, run control.
 
-All backend and buffer-manager calls run off the event loop: settings and run control on
-one dedicated worker thread (never two device calls at once), blocking waits in
-``asyncio.to_thread``. Listeners (the PV groups) are told about every new ``Applied``.
+Settings: every put becomes a :class:`~picodaq_ioc.daq.settings.Change` handed to the
+session's :class:`~picodaq_ioc.daq.settings.SettingsPipeline` (the one owner of the requested
+settings; it merges, coalesces and applies them in its own thread). The controller awaits
+the pipeline's outcome *and* its publication (setpoints = request in force, ``_RBV`` =
+applied), so a put completes only when the applied state, as shown, includes it. Puts can be
+collected and applied as one atomic change: by the current task (:meth:`Controller.staged`,
+the autosave restore) or by every client while ``Settings:Defer`` is On (:meth:`set_defer`).
+
+Run control and blocking waits run off the event loop: run control on one dedicated worker
+thread (never two device calls at once), waits in ``asyncio.to_thread``.
 """
 
 from __future__ import annotations
@@ -13,12 +20,12 @@ import contextvars
 import dataclasses
 import functools
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..daq.events import RunState, RunStats
+from ..daq.settings import Change, Outcome, Settings
 from ..scope.errors import InvalidConfig, ScopeError
 from ..scope.types import Applied, ChannelConfig, SigGenConfig, TimebaseConfig, TriggerConfig
 
@@ -33,17 +40,15 @@ class PutRefused(ValueError):
 
 @dataclasses.dataclass
 class Stage:
-    """Settings collected by :meth:`Controller.staged` (applied together by :meth:`Controller.commit`)."""
+    """Changes collected by :meth:`Controller.staged` (applied together by :meth:`Controller.commit`)."""
 
     controller: Any
-    channels: dict[str, ChannelConfig]
-    timebase: TimebaseConfig
-    trigger: TriggerConfig
-    siggen: SigGenConfig
-    #: what was staged, in order (the PV names the putters pass, e.g. ``"A:Offset"``)
-    names: list[str] = dataclasses.field(default_factory=list)
-    #: which of channels / timebase / trigger / siggen changed
-    changed: set[str] = dataclasses.field(default_factory=set)
+    changes: list[Change] = dataclasses.field(default_factory=list)
+
+    @property
+    def names(self) -> list[str]:
+        """What was staged, in order (the PV names the putters pass, e.g. ``"A:Offset"``)."""
+        return [c.what for c in self.changes]
 
 
 #: the stage of the current task (puts of other tasks, i.e. other clients, are not staged)
@@ -63,27 +68,23 @@ def explain(ex: BaseException) -> str:
 
 
 class Controller:
-    """Serialises settings and run control of one ``DaqSession``.
+    """Settings (through the session's pipeline) and serialised run control of one ``DaqSession``.
 
     Parameters
     ----------
     session
-        A ``picodaq_ioc.session.DaqSession`` (``.bm``, ``.info``, ``.applied``,
-        ``update_settings``, ``start``/``pause``/``resume``/``stop``/``close``).
-    channels, timebase, trigger, siggen
-        The requested settings (the setpoints), normally from ``scope_settings(cfg)``.
+        A ``picodaq_ioc.session.DaqSession`` (``.bm``, ``.info``, ``.pipeline``,
+        ``start``/``pause``/``resume``/``stop``/``close``).
+    max_ring_bytes
+        Settings whose ring (slots x enabled channels x samples x int16) would be larger are refused.
     """
 
-    def __init__(self, session: Any, channels: Mapping[str, ChannelConfig], timebase: TimebaseConfig,
-                 trigger: TriggerConfig, siggen: SigGenConfig, *, max_ring_bytes: int = 1 << 30) -> None:
+    def __init__(self, session: Any, *, max_ring_bytes: int = 1 << 30) -> None:
         self.session = session
         self.bm = session.bm
         self.info = session.info
-        self.channels: dict[str, ChannelConfig] = dict(channels)
-        self.timebase = timebase
-        self.trigger = trigger
-        self.siggen = siggen
-        self.applied: Applied | None = getattr(session, "applied", None) or self.bm.applied
+        self.pipeline = session.pipeline
+        self.applied: Applied | None = self.pipeline.applied
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="picodaq-ctl")
         self._lock: asyncio.Lock | None = None
         self.listeners: list[Listener] = []
@@ -94,6 +95,38 @@ class Controller:
         self.max_ring_bytes = int(max_ring_bytes)
         #: ring slots (kept current by resize(); read once here, before the event loop runs)
         self.n_buffers = int(self.bm.stats().n_buffers)
+        # publication of the pipeline's outcomes on the event loop (bound at the first use)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._outcomes: asyncio.Queue[Outcome] | None = None
+        self._shown_batch = 0
+        self._shown: asyncio.Condition | None = None
+        self._publisher: asyncio.Task | None = None
+        #: changes held while Settings:Defer is On (None: not deferring)
+        self._deferred: list[tuple[Change, asyncio.Future]] | None = None
+        self.pipeline.validators.append(self._check_ring)
+        self.pipeline.listeners.append(self._on_outcome)
+
+    # ---------------------------------------------------------------- requested settings
+    @property
+    def requested(self) -> Settings:
+        """The request in force (owned by the session's settings pipeline)."""
+        return self.pipeline.requested
+
+    @property
+    def channels(self) -> dict[str, ChannelConfig]:
+        return self.pipeline.requested.channels
+
+    @property
+    def timebase(self) -> TimebaseConfig:
+        return self.pipeline.requested.timebase
+
+    @property
+    def trigger(self) -> TriggerConfig:
+        return self.pipeline.requested.trigger
+
+    @property
+    def siggen(self) -> SigGenConfig:
+        return self.pipeline.requested.siggen
 
     def ring_bytes(self, n_buffers: int | None = None, channels: Mapping[str, ChannelConfig] | None = None,
                    timebase: TimebaseConfig | None = None) -> int:
@@ -116,6 +149,13 @@ class Controller:
                 f"{need / 2**20:.0f} MiB, more than the limit of {self.max_ring_bytes / 2**20:.0f} MiB "
                 "(fewer slots or samples, or start the IOC with a larger --max-ring-mb)")
 
+    def _check_ring(self, req: Settings) -> None:
+        """Pipeline validator: the merged request must fit the ring memory limit."""
+        try:
+            self.check_memory("ring", channels=req.channels, timebase=req.timebase)
+        except PutRefused as ex:
+            raise PutRefused(str(ex).removeprefix("ring: ")) from None
+
     # ---------------------------------------------------------------- plumbing
     @property
     def lock(self) -> asyncio.Lock:
@@ -135,6 +175,39 @@ class Controller:
     def state(self) -> RunState:
         return self.bm.state
 
+    def bind_loop(self) -> None:
+        """Publish the pipeline's outcomes on the running event loop (idempotent)."""
+        loop = asyncio.get_running_loop()
+        if self._loop is loop and self._publisher is not None and not self._publisher.done():
+            return
+        self._loop = loop
+        self._outcomes = asyncio.Queue()
+        self._shown = asyncio.Condition()
+        self._publisher = loop.create_task(self._publish_outcomes(), name="picodaq-settings-publisher")
+
+    def _on_outcome(self, outcome: Outcome) -> None:
+        """Pipeline listener (its worker thread): hand the outcome to the event loop."""
+        loop, queue = self._loop, self._outcomes
+        if loop is None or queue is None or loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is shutting down
+            loop.call_soon_threadsafe(queue.put_nowait, outcome)
+
+    async def _publish_outcomes(self) -> None:
+        """Show each outcome: setpoints (the request in force) and readbacks (applied).
+
+        Only the newest of several waiting outcomes is shown, so no PV ever shows a state
+        that was already superseded when it was published."""
+        assert self._outcomes is not None and self._shown is not None
+        while True:
+            outcome = await self._outcomes.get()
+            while not self._outcomes.empty():
+                outcome = self._outcomes.get_nowait()
+            await self._notify(outcome.applied)
+            async with self._shown:
+                self._shown_batch = max(self._shown_batch, outcome.batch)
+                self._shown.notify_all()
+
     async def _notify(self, applied: Applied) -> None:
         self.applied = applied
         for fn in list(self.listeners):
@@ -144,73 +217,58 @@ class Controller:
                 log.exception("listener failed after reconfiguration")
 
     # ---------------------------------------------------------------- settings
-    async def update(self, what: str, *, channels: Mapping[str, ChannelConfig] | None = None,
-                     timebase: TimebaseConfig | None = None, trigger: TriggerConfig | None = None,
-                     siggen: SigGenConfig | None = None) -> Applied:
-        """Apply new settings atomically (stop, reconfigure, resume while running).
+    async def submit(self, change: Change) -> Applied:
+        """Apply ``change`` through the pipeline; return when the applied state, as shown by the
+        PVs, includes it. Staged (this task) or deferred (Settings:Defer) changes wait instead.
 
-        Raises ``PutRefused`` with a clear message when the device refuses; the old
-        configuration then stays in place.
+        Raises ``PutRefused`` with a clear message when the device refuses; the request in
+        force then stays as it was.
         """
         stage = _STAGE.get()
         if stage is not None and stage.controller is self:
-            # collected, applied by commit() together with the other staged settings
-            for field, value in (("channels", channels), ("timebase", timebase), ("trigger", trigger),
-                                 ("siggen", siggen)):
-                if value is not None:
-                    setattr(stage, field, dict(value) if field == "channels" else value)
-                    stage.changed.add(field)
-            stage.names.append(what)
+            stage.changes.append(change)  # applied by commit() with the other staged changes
             return self.applied
-        async with self.lock:
-            self.check_memory(what, channels=channels, timebase=timebase)
-            kw: dict[str, Any] = {}
-            if channels is not None:
-                kw["channels"] = dict(channels)
-            if timebase is not None:
-                kw["timebase"] = timebase
-            if trigger is not None:
-                kw["trigger"] = trigger
-            if siggen is not None:
-                kw["siggen"] = siggen
-            t0 = time.monotonic()
-            try:
-                applied = await self.call(self.session.update_settings, **kw)
-            except (InvalidConfig, ValueError) as ex:
-                raise PutRefused(f"{what}: {explain(ex)}") from ex
-            except ScopeError as ex:
-                raise PutRefused(f"{what}: device error: {explain(ex)}") from ex
-            if channels is not None:
-                self.channels = dict(channels)
-            if timebase is not None:
-                self.timebase = timebase
-            if trigger is not None:
-                self.trigger = trigger
-            if siggen is not None:
-                self.siggen = siggen
-            log.info("applied %s (generation %s, %.1f ms)", what,
-                     getattr(applied, "config_generation", "?"), 1e3 * (time.monotonic() - t0))
-            await self._notify(applied)
-            return applied
+        if self._deferred is not None:
+            fut = asyncio.get_running_loop().create_future()
+            self._deferred.append((change, fut))
+            log.info("deferred %s (Settings:Defer is On)", change.what)
+            return await fut
+        return await self._apply(change)
 
-    def _requested(self, field: str) -> Any:
-        """The requested ``field`` (the staged one while this task stages settings)."""
-        stage = _STAGE.get()
-        return getattr(stage if stage is not None and stage.controller is self else self, field)
+    async def _apply(self, change: Change) -> Applied:
+        self.bind_loop()
+        try:
+            outcome = await asyncio.wrap_future(self.pipeline.submit(change))
+        except (InvalidConfig, ValueError) as ex:
+            raise PutRefused(f"{change.what}: {explain(ex)}") from ex
+        except ScopeError as ex:
+            raise PutRefused(f"{change.what}: device error: {explain(ex)}") from ex
+        except RuntimeError as ex:
+            raise PutRefused(f"{change.what}: {ex}") from ex
+        log.info("applied %s (generation %s)", ", ".join(outcome.changes),
+                 getattr(outcome.applied, "config_generation", "?"))
+        assert self._shown is not None
+        async with self._shown:
+            await self._shown.wait_for(lambda: self._shown_batch >= outcome.batch)
+        return outcome.applied
+
+    async def update(self, what: str, *, channels: Mapping[str, Any] | None = None, timebase: Any = None,
+                     trigger: Any = None, siggen: Any = None) -> Applied:
+        """Apply the given sections (dataclasses or mappings of fields) as one change."""
+        return await self.submit(Change.of(what, channels=channels, timebase=timebase, trigger=trigger,
+                                           siggen=siggen))
 
     async def set_channel(self, ch: str, what: str, **changes: Any) -> Applied:
-        new = dict(self._requested("channels"))
-        new[ch] = dataclasses.replace(new[ch], **changes)
-        return await self.update(what, channels=new)
+        return await self.submit(Change.of(what, channels={ch: changes}))
 
     async def set_timebase(self, what: str, **changes: Any) -> Applied:
-        return await self.update(what, timebase=dataclasses.replace(self._requested("timebase"), **changes))
+        return await self.submit(Change.of(what, timebase=changes))
 
     async def set_trigger(self, what: str, **changes: Any) -> Applied:
-        return await self.update(what, trigger=dataclasses.replace(self._requested("trigger"), **changes))
+        return await self.submit(Change.of(what, trigger=changes))
 
     async def set_siggen(self, what: str, **changes: Any) -> Applied:
-        return await self.update(what, siggen=dataclasses.replace(self._requested("siggen"), **changes))
+        return await self.submit(Change.of(what, siggen=changes))
 
     @contextlib.asynccontextmanager
     async def staged(self) -> AsyncIterator[Stage]:
@@ -219,7 +277,7 @@ class Controller:
 
         Only the current task is affected: other clients' puts meanwhile go to the device.
         """
-        stage = Stage(self, dict(self.channels), self.timebase, self.trigger, self.siggen)
+        stage = Stage(self)
         token = _STAGE.set(stage)
         try:
             yield stage
@@ -231,10 +289,40 @@ class Controller:
 
         Raises ``PutRefused`` when the device refuses the combination; nothing of it is applied.
         """
-        if not stage.changed:
+        if not stage.changes:
             return None
-        kw = {field: getattr(stage, field) for field in stage.changed}
-        return await self.update(f"{what} ({', '.join(stage.names)})", **kw)
+        return await self._apply(Change(f"{what} ({', '.join(stage.names)})", _steps(stage.changes)))
+
+    # ---------------------------------------------------------------- Settings:Defer
+    @property
+    def deferring(self) -> bool:
+        return self._deferred is not None
+
+    async def set_defer(self, on: bool) -> Applied | None:
+        """``Settings:Defer``: On holds every settings put (of any client) until Off, which
+        applies them all as ONE atomic change. The held puts complete (or fail, naming why)
+        with it; Off itself fails when the device refuses the combination."""
+        if on:
+            if self._deferred is None:
+                self._deferred = []
+                log.info("Settings:Defer On: settings puts are held until Defer is Off")
+            return None
+        held, self._deferred = self._deferred or [], None
+        live = [(c, f) for c, f in held if not f.done()]
+        if not live:
+            return None
+        change = Change(f"Settings:Defer ({', '.join(c.what for c, _ in live)})", _steps(c for c, _ in live))
+        try:
+            applied = await self._apply(change)
+        except Exception as ex:
+            for _c, f in live:
+                if not f.done():
+                    f.set_exception(PutRefused(f"refused together with the other deferred settings: {ex}"))
+            raise
+        for _c, f in live:
+            if not f.done():
+                f.set_result(applied)
+        return applied
 
     async def resize(self, n: int) -> int:
         async with self.lock:
@@ -322,3 +410,8 @@ class Controller:
             log.exception("closing the session failed")
         self._executor.shutdown(wait=False)
         return summary
+
+
+def _steps(changes: Any) -> tuple:
+    """The steps of ``changes`` in order (one atomic change)."""
+    return tuple(step for c in changes for step in c.steps)

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from caproto import SkipWrite
 from caproto.server import PVGroup
 
 from ...scope.types import Applied
+
+#: What a settings putter returns: the setpoint was already written when the controller
+#: published the request in force that includes the put (the latest value of each field), so
+#: caproto must not write the put's own value afterwards (it may have been superseded).
+SHOWN = SkipWrite
 
 
 class PicoGroup(PVGroup):
@@ -36,3 +42,9 @@ class PicoGroup(PVGroup):
 async def init_write(pv: Any, value: Any) -> None:
     """Write a setpoint without running its putter (initial values, mirrors)."""
     await pv.write(value, verify_value=False)
+
+
+async def show_setpoint(pv: Any, value: Any) -> None:
+    """Show the requested ``value`` on a setpoint PV (no putter; no update when unchanged)."""
+    if pv.value != value:
+        await pv.write(value, verify_value=False)

@@ -8,7 +8,7 @@ from caproto import AlarmSeverity, AlarmStatus, ChannelType
 from ...scope.types import Applied, Coupling
 from ..controller import PutRefused
 from ..pvspec import enum_pv, finite, float_pv, pair, plain, set_alarm, waveform_pv, write_if_changed
-from .base import PicoGroup, init_write
+from .base import SHOWN, PicoGroup, show_setpoint
 
 ON_OFF = ("Off", "On")
 
@@ -53,35 +53,35 @@ def make_channel_group(ch: str, info, max_samples: int) -> type[PicoGroup]:
             if value not in ON_OFF:
                 raise PutRefused(f"{ch}:Enable: {plain(value)!r} is not one of Off, On")
             await self.ctl.set_channel(ch, f"{ch}:Enable", enabled=(value == "On"))
-            return value
+            return SHOWN
 
         @range_sp.putter
         async def range_sp(self, instance, value):
             v = finite(value, f"{ch}:Range")
             await self.ctl.set_channel(ch, f"{ch}:Range", range_v=v)
-            return v
+            return SHOWN
 
         @coupling.putter
         async def coupling(self, instance, value):
             if value not in couplings:
                 raise PutRefused(f"{ch}:Coupling: {plain(value)!r} is not one of {', '.join(couplings)}")
             await self.ctl.set_channel(ch, f"{ch}:Coupling", coupling=Coupling(value))
-            return value
+            return SHOWN
 
         @offset.putter
         async def offset(self, instance, value):
             v = finite(value, f"{ch}:Offset")
             await self.ctl.set_channel(ch, f"{ch}:Offset", offset_v=v)
-            return v
+            return SHOWN
 
         async def show_requested(self, ctl) -> None:
             c = ctl.channels[ch]
-            await init_write(self.enable, "On" if c.enabled else "Off")
-            await init_write(self.range_sp, float(c.range_v))
-            await init_write(self.coupling, Coupling(c.coupling).value)
-            await init_write(self.offset, float(c.offset_v))
-            arr = np.asarray(ranges, dtype=np.float64)
-            await self.ranges_rbv.write(arr)
+            await show_setpoint(self.enable, "On" if c.enabled else "Off")
+            await show_setpoint(self.range_sp, float(c.range_v))
+            await show_setpoint(self.coupling, Coupling(c.coupling).value)
+            await show_setpoint(self.offset, float(c.offset_v))
+            if len(self.ranges_rbv.value) != len(ranges):  # static: written once
+                await self.ranges_rbv.write(np.asarray(ranges, dtype=np.float64))
 
         async def show_applied(self, applied: Applied) -> None:
             c = applied.channels.get(ch)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ...scope.types import Applied, WaveType
 from ..controller import PutRefused
 from ..pvspec import enum_pv, finite, float_pv, pair, plain, write_if_changed
-from .base import PicoGroup, init_write
+from .base import SHOWN, PicoGroup, show_setpoint
 
 ON_OFF = ("Off", "On")
 
@@ -36,41 +36,41 @@ def make_siggen_group(info) -> type[PicoGroup]:
             if value == "On" and caps is None:
                 raise PutRefused(f"SigGen:Enable: the {info.model} has no signal generator")
             await self.ctl.set_siggen("SigGen:Enable", enabled=(value == "On"))
-            return value
+            return SHOWN
 
         @wave.putter
         async def wave(self, instance, value):
             if value not in waves:
                 raise PutRefused(f"SigGen:Waveform: {plain(value)!r} is not one of {', '.join(waves)}")
             await self.ctl.set_siggen("SigGen:Waveform", waveform=WaveType(value))
-            return value
+            return SHOWN
 
         @freq.putter
         async def freq(self, instance, value):
             v = finite(value, "SigGen:Frequency")
             await self.ctl.set_siggen("SigGen:Frequency", frequency_hz=v)
-            return v
+            return SHOWN
 
         @ampl.putter
         async def ampl(self, instance, value):
             v = finite(value, "SigGen:Amplitude")
             await self.ctl.set_siggen("SigGen:Amplitude", pk_to_pk_v=v)
-            return v
+            return SHOWN
 
         @offset.putter
         async def offset(self, instance, value):
             v = finite(value, "SigGen:Offset")
             await self.ctl.set_siggen("SigGen:Offset", offset_v=v)
-            return v
+            return SHOWN
 
         async def show_requested(self, ctl) -> None:
             s = ctl.siggen
-            await init_write(self.enable, "On" if s.enabled else "Off")
+            await show_setpoint(self.enable, "On" if s.enabled else "Off")
             if WaveType(s.waveform).value in waves:
-                await init_write(self.wave, WaveType(s.waveform).value)
-            await init_write(self.freq, float(s.frequency_hz))
-            await init_write(self.ampl, float(s.pk_to_pk_v))
-            await init_write(self.offset, float(s.offset_v))
+                await show_setpoint(self.wave, WaveType(s.waveform).value)
+            await show_setpoint(self.freq, float(s.frequency_hz))
+            await show_setpoint(self.ampl, float(s.pk_to_pk_v))
+            await show_setpoint(self.offset, float(s.offset_v))
 
         async def show_applied(self, applied: Applied) -> None:
             s = applied.siggen

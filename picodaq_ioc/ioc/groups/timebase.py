@@ -8,7 +8,7 @@ from caproto import ChannelType
 from ...scope.types import Applied
 from ..controller import PutRefused
 from ..pvspec import finite, float_pv, int_pv, pair, waveform_pv, write_if_changed
-from .base import PicoGroup, init_write
+from .base import SHOWN, PicoGroup, show_setpoint
 
 
 def make_timebase_group(info, max_samples: int) -> type[PicoGroup]:
@@ -40,7 +40,7 @@ def make_timebase_group(info, max_samples: int) -> type[PicoGroup]:
         async def interval(self, instance, value):
             v = finite(value, "SampleInterval")
             await self.ctl.set_timebase("SampleInterval", sample_interval_s=v)
-            return v
+            return SHOWN
 
         @samples.putter
         async def samples(self, instance, value):
@@ -49,13 +49,13 @@ def make_timebase_group(info, max_samples: int) -> type[PicoGroup]:
                 raise PutRefused(f"NumSamples: {n} exceeds the waveform capacity {max_samples} "
                                  "(start the IOC with a larger --max-samples)")
             await self.ctl.set_timebase("NumSamples", n_samples=n)
-            return n
+            return SHOWN
 
         @pretrig.putter
         async def pretrig(self, instance, value):
             v = finite(value, "PreTrigger")
             await self.ctl.set_timebase("PreTrigger", pretrigger_fraction=v)
-            return v
+            return SHOWN
 
         @segments.putter
         async def segments(self, instance, value):
@@ -63,14 +63,14 @@ def make_timebase_group(info, max_samples: int) -> type[PicoGroup]:
             if n > max_segments:
                 raise PutRefused(f"NumSegments: {n} not possible on this scope (allowed: 1..{max_segments})")
             await self.ctl.set_timebase("NumSegments", n_segments=n)
-            return n
+            return SHOWN
 
         async def show_requested(self, ctl) -> None:
             tb = ctl.timebase
-            await init_write(self.interval, float(tb.sample_interval_s))
-            await init_write(self.samples, int(tb.n_samples))
-            await init_write(self.pretrig, float(tb.pretrigger_fraction))
-            await init_write(self.segments, int(tb.n_segments))
+            await show_setpoint(self.interval, float(tb.sample_interval_s))
+            await show_setpoint(self.samples, int(tb.n_samples))
+            await show_setpoint(self.pretrig, float(tb.pretrigger_fraction))
+            await show_setpoint(self.segments, int(tb.n_segments))
 
         async def show_applied(self, applied: Applied) -> None:
             dt = float(applied.sample_interval_s)

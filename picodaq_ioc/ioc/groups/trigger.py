@@ -5,7 +5,7 @@ from __future__ import annotations
 from ...scope.types import Applied, Direction
 from ..controller import PutRefused
 from ..pvspec import enum_pv, finite, float_pv, int_pv, pair, plain, write_if_changed
-from .base import PicoGroup, init_write
+from .base import SHOWN, PicoGroup, show_setpoint
 
 ON_OFF = ("Off", "On")
 DIRECTIONS = tuple(d.value for d in Direction)
@@ -33,49 +33,49 @@ def make_trigger_group(info) -> type[PicoGroup]:
             if value not in ON_OFF:
                 raise PutRefused(f"Trigger:Enable: {plain(value)!r} is not one of Off, On")
             await self.ctl.set_trigger("Trigger:Enable", enabled=(value == "On"))
-            return value
+            return SHOWN
 
         @source.putter
         async def source(self, instance, value):
             if value not in sources:
                 raise PutRefused(f"Trigger:Source: {plain(value)!r} is not one of {', '.join(sources)}")
             await self.ctl.set_trigger("Trigger:Source", source=value)
-            return value
+            return SHOWN
 
         @level.putter
         async def level(self, instance, value):
             v = finite(value, "Trigger:Level")
             await self.ctl.set_trigger("Trigger:Level", threshold_v=v)
-            return v
+            return SHOWN
 
         @direction.putter
         async def direction(self, instance, value):
             if value not in DIRECTIONS:
                 raise PutRefused(f"Trigger:Direction: {plain(value)!r} is not one of {', '.join(DIRECTIONS)}")
             await self.ctl.set_trigger("Trigger:Direction", direction=Direction(value))
-            return value
+            return SHOWN
 
         @delay.putter
         async def delay(self, instance, value):
             n = int(value)
             await self.ctl.set_trigger("Trigger:Delay", delay_samples=n)
-            return n
+            return SHOWN
 
         @auto.putter
         async def auto(self, instance, value):
             v = finite(value, "Trigger:AutoTimeout")
             await self.ctl.set_trigger("Trigger:AutoTimeout", auto_trigger_s=(v if v > 0 else None))
-            return v
+            return SHOWN
 
         async def show_requested(self, ctl) -> None:
             t = ctl.trigger
-            await init_write(self.enable, "On" if t.enabled else "Off")
+            await show_setpoint(self.enable, "On" if t.enabled else "Off")
             if t.source in sources:
-                await init_write(self.source, t.source)
-            await init_write(self.level, float(t.threshold_v))
-            await init_write(self.direction, Direction(t.direction).value)
-            await init_write(self.delay, int(t.delay_samples))
-            await init_write(self.auto, float(t.auto_trigger_s or 0.0))
+                await show_setpoint(self.source, t.source)
+            await show_setpoint(self.level, float(t.threshold_v))
+            await show_setpoint(self.direction, Direction(t.direction).value)
+            await show_setpoint(self.delay, int(t.delay_samples))
+            await show_setpoint(self.auto, float(t.auto_trigger_s or 0.0))
 
         async def show_applied(self, applied: Applied) -> None:
             t = applied.trigger
