@@ -24,11 +24,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config.schema import Config
+
+if TYPE_CHECKING:
+    from .analysis.runner import AnalysisRunner
 from .daq.buffer_manager import BufferManager, ObligatoryConsumer, RunSummary
 from .daq.events import EventBatch, RunState, RunStats
+from .daq.lifecycle import RunStart
 from .daq.settings import Change, Settings, SettingsPipeline
 from .scope.types import (
     Applied,
@@ -75,6 +79,8 @@ class DaqSession:
         self.bm = bm
         #: the one owner of the requested settings (every change goes through it)
         self.pipeline = SettingsPipeline(bm.configure, settings, bm.applied)
+        #: the analysis runner (None until :meth:`attach_analysis`), subscribed to the run events
+        self.runner: AnalysisRunner | None = None
         self._lock = threading.RLock()
         self._closed = False
 
@@ -151,6 +157,21 @@ class DaqSession:
         self.bm.resize(n_buffers)
 
     # ------------------------------------------------------------------ consumers
+    def attach_analysis(self, sections: Any = None, **kw: Any) -> AnalysisRunner:
+        """Build the analysis modules (``sections``: default the configuration's ``analysis``
+        list) as obligatory consumers and subscribe them to the run lifecycle: each run starts
+        and finishes the modules (summary files) when the buffer manager says so.
+
+        Raises AnalysisConfigError (a ValueError naming module, key and allowed values)."""
+        from .analysis.runner import AnalysisRunner
+
+        if self.runner is not None:
+            raise RuntimeError("the session already has an analysis runner")
+        runner = AnalysisRunner(self.bm, self.config.analysis if sections is None else sections, **kw)
+        self.bm.add_run_listener(runner)
+        self.runner = runner
+        return runner
+
     def attach(self, name: str, fn: Callable[[EventBatch], None], **kw) -> ObligatoryConsumer:
         """Register ``fn(batch)`` as an obligatory callback consumer (see
         :meth:`BufferManager.add_obligatory_callback` for the keywords)."""
@@ -161,8 +182,8 @@ class DaqSession:
         return self.bm.latest()
 
     # ------------------------------------------------------------------ run control
-    def start(self, max_events: int | None = None) -> None:
-        self.bm.start(max_events=max_events)
+    def start(self, max_events: int | None = None) -> RunStart:
+        return self.bm.start(max_events=max_events)
 
     def pause(self) -> None:
         self.bm.pause()
@@ -189,6 +210,8 @@ class DaqSession:
         try:
             self.pipeline.close()
             self.bm.close()
+            if self.runner is not None:
+                self.runner.close()
         finally:
             self.backend.close()
 

@@ -127,7 +127,9 @@ def test_start_on_new_run_and_on_generation_change(tmp_path) -> None:
     spy = Spy(name="spy")
     r = AnalysisRunner(bm, [spy, {"module": "pulse", "threshold": 0.5, "pulseShape": [{"pheight": -0.04}]}],
                        output_dir=tmp_path)
+    bm.add_run_listener(r)  # runs begin and end with the buffer manager's (as DaqSession does)
     _run(bm, 500)
+    assert len(list(tmp_path.glob("*_analysis_summary.yaml"))) == 1  # run 1 finished at its end
     gen1 = bm.applied.config_generation
     # reconfigure while running: the next batch carries a new generation -> start() again
     bm.start()
@@ -141,9 +143,9 @@ def test_start_on_new_run_and_on_generation_change(tmp_path) -> None:
     bm.stop()
     gens = [g for g, _ in spy.starts]
     assert gens[0] == gen1 and gens[-1] == gen2 and len(spy.starts) == 3
-    # run 1 was finished automatically when run 2's event numbers restarted
+    # run 2 was finished at its end too; a late end_run() changes nothing
     files = sorted(tmp_path.glob("*_analysis_summary.yaml"))
-    assert len(files) == 1
+    assert len(files) == 2
     r.end_run()
     files = sorted(tmp_path.glob("*_analysis_summary.yaml"))
     assert len(files) == 2 and files[0].name != files[1].name

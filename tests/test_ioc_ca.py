@@ -393,3 +393,29 @@ def test_the_ioc_log_has_no_traceback(ioc):
     log = ioc.log()
     assert "Traceback" not in log, log[log.find("Traceback") - 500: log.find("Traceback") + 3000]
     assert ioc.alive()
+
+
+def test_acquire_start_during_a_run_is_refused_with_a_clear_message(ioc):
+    """A second Start never reports success for a run it did not make (issue 10)."""
+    put_ok(ioc, "NumEvents", 0)
+    put_ok(ioc, "Acquire", "Start")
+    try:
+        wait_for(lambda: int(get(ioc, "Stats:Events_RBV")) > 5, 20, 0.1, "events")
+        events_before = int(get(ioc, "Stats:Events_RBV"))
+        put_ok(ioc, "NumEvents", 100)
+        r = run_tool("caput", ["-c", "-w", "60", ioc.pv("Acquire"), "Start"], ioc.env, timeout=80)
+        assert r.returncode != 0, r.stdout + r.stderr
+        assert "error" in (r.stdout + r.stderr).lower()
+        msg = get(ioc, "StatusMessage_RBV", "-S")
+        assert "Acquire" in msg and "already in progress" in msg and "Stop" in msg, msg
+        # the running run goes on untouched
+        assert get(ioc, "State_RBV") == "Running"
+        wait_for(lambda: int(get(ioc, "Stats:Events_RBV")) > events_before + 5, 20, 0.1, "more events")
+    finally:
+        stop_run(ioc)
+        put_ok(ioc, "NumEvents", 0)
+    # once stopped, Start works again
+    put_ok(ioc, "NumEvents", 20)
+    put_ok(ioc, "Acquire", "Start", timeout=60)
+    assert int(get(ioc, "Stats:Events_RBV")) == 20
+    put_ok(ioc, "NumEvents", 0)

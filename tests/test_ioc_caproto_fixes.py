@@ -50,6 +50,7 @@ def test_a_failing_startup_is_reported_not_fatal():
     class _BrokenCtl:
         listeners: list = []
         run_listeners: list = []
+        run_end_listeners: list = []
 
         @property
         def info(self):

@@ -116,16 +116,46 @@ def test_set_settings_changes_settings_valid_only_together_atomically(daq):
     +-2.5 V), together (Settings:Defer) they are one configuration change."""
     import epics
 
-    r0, o0 = daq.a.range.get(), daq.a.offset.get()
+    # use_monitor=False: the readbacks as the IOC has them when the put completed (a monitor
+    # update may still be on its way)
+    r0, o0 = daq.a.range.get(use_monitor=False), daq.a.offset.get(use_monitor=False)
     gen0 = epics.caget(PREFIX + "Stats:ConfigGeneration_RBV")
     try:
         daq.set_settings({daq.a.offset: 3.0, daq.a.range: 5.0})
-        assert (daq.a.range.get(), daq.a.offset.get()) == (5.0, 3.0)  # the readbacks
+        assert (daq.a.range.get(use_monitor=False), daq.a.offset.get(use_monitor=False)) == (5.0, 3.0)  # the readbacks
         assert epics.caget(PREFIX + "Stats:ConfigGeneration_RBV") == gen0 + 1
-        # a combination the device refuses raises, and nothing of it is applied
+        # a combination the device refuses raises (with caproto's client as a timeout of the
+        # Settings:Defer put: it ignores the IOC's error answer to a put-callback), and nothing
+        # of it is applied
         with pytest.raises(Exception, match="Defer"):
-            daq.set_settings({daq.a.range: 0.5, daq.num_samples: 300})
-        assert (daq.a.range.get(), daq.num_samples.get()) == (5.0, 4000)
+            daq.set_settings({daq.a.range: 0.5, daq.num_samples: 300}, timeout=5)
+        assert (daq.a.range.get(use_monitor=False), daq.num_samples.get(use_monitor=False)) == (5.0, 4000)
     finally:
         daq.set_settings({daq.a.offset: o0, daq.a.range: r0})
-    assert (daq.a.range.get(), daq.a.offset.get()) == (r0, o0)
+    assert (daq.a.range.get(use_monitor=False), daq.a.offset.get(use_monitor=False)) == (r0, o0)
+
+
+def test_count_during_a_foreign_run_raises_instead_of_reading_that_run(daq):
+    """A run started by someone else (NumEvents 0: until stopped) is in progress: ``count``
+    must fail, not return that run's numbers (issue 10)."""
+    import epics
+    from bluesky import RunEngine
+    from bluesky.plans import count
+
+    assert epics.caput(PREFIX + "NumEvents", 0, wait=True)
+    assert epics.caput(PREFIX + "Acquire", "Start", wait=True)
+    try:
+        assert wait_for(lambda: epics.caget(PREFIX + "State_RBV", as_string=True) == "Running", 30)
+        daq.num_events.put(10, wait=True)
+        docs: list[tuple[str, dict]] = []
+        RE = RunEngine({})
+        RE.subscribe(lambda name, doc: docs.append((name, doc)))
+        with pytest.raises(Exception) as ei:
+            RE(count([daq], num=1))
+        assert "already in progress" in str(ei.value) or "Acquire" in str(ei.value), ei.value
+        assert [n for n, _ in docs].count("event") == 0  # no reading of the foreign run
+        assert epics.caget(PREFIX + "State_RBV", as_string=True) == "Running"  # that run goes on
+    finally:
+        epics.caput(PREFIX + "Acquire", "Stop", wait=True)
+        daq.num_events.put(0, wait=True)
+    assert epics.caget(PREFIX + "State_RBV", as_string=True) == "Stopped"

@@ -223,10 +223,11 @@ def test_settings_defer_applies_held_puts_as_one_change_from_caput():
         gen0 = int(caget(h.env, h.pv("Stats:ConfigGeneration_RBV")))
         assert caput(h.env, h.pv("Settings:Defer"), "On", callback=True).returncode == 0
         # Offset 1.0 V is only valid with the 5 V range (0.2 V allows +-0.25 V): together they are fine
-        assert caput(h.env, h.pv("A:Offset"), 1.0).returncode == 0  # plain caput: held, returns
-        assert caput(h.env, h.pv("A:Range"), 5.0).returncode == 0
+        assert caput(h.env, h.pv("A:Offset"), 1.0).returncode == 0  # held
+        assert caput(h.env, h.pv("A:Range"), 5.0, callback=True).returncode == 0  # held: completes at once
         assert caget(h.env, h.pv("Settings:Defer_RBV")) == "On"
-        assert float(caget(h.env, h.pv("A:Range_RBV"))) == 0.2  # nothing applied yet
+        assert float(caget(h.env, h.pv("A:Range"))) == 5.0  # the setpoint shows the held request ...
+        assert float(caget(h.env, h.pv("A:Range_RBV"))) == 0.2  # ... nothing is applied yet
         r = caput(h.env, h.pv("Settings:Defer"), "Off", callback=True)
         assert r.returncode == 0, r.stdout + r.stderr
         assert float(caget(h.env, h.pv("A:Range_RBV"))) == 5.0
@@ -248,5 +249,7 @@ def test_settings_defer_applies_held_puts_as_one_change_from_caput():
         msg = caget(h.env, h.pv("StatusMessage_RBV"), "-S")
         assert "offset" in msg.lower() and "Settings:Defer" in msg, msg
         assert int(caget(h.env, h.pv("NumSamples_RBV"))) == 500
+        assert int(caget(h.env, h.pv("NumSamples"))) == 500  # the setpoints show the request in force
+        assert float(caget(h.env, h.pv("A:Offset"))) == 0.0
         assert caget(h.env, h.pv("Settings:Defer")) == "Off"
         assert h.session.pipeline.requested.timebase.n_samples == 500

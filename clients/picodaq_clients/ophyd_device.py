@@ -152,6 +152,13 @@ def _classes() -> dict[str, type]:
             if n <= 0:
                 raise ValueError(f"{self.name}: num_events ({self.num_events.pvname}) is {n}; set it to "
                                  "the number of events per point (> 0) before triggering")
+            state = self.state.get(use_monitor=False)
+            if state in ("Running", "Paused"):
+                # the IOC refuses Acquire=Start during a run; caproto's client does not report a
+                # refused put-callback to ophyd, so say it here instead of waiting or reading
+                # numbers of a run this trigger did not make
+                raise RuntimeError(f"{self.name}: a run is already in progress ({self.state.pvname} is "
+                                   f"{state}); the IOC refuses Acquire=Start until it is stopped")
             return self.acquire.set(1)
 
         def stop(self, *, success: bool = False) -> None:

@@ -10,9 +10,11 @@ Usage (plain Python or inside the IOC)::
 
 Each module gets its own consumer thread (``BufferManager.add_obligatory_callback``).
 ``start(applied, run)`` is called before the first batch of a run and again whenever
-``batch.applied.config_generation`` changes. A run that was not announced with
-:meth:`begin_run` is detected from the event numbers (they restart at 1), and the
-previous run is then finished automatically.
+``batch.applied.config_generation`` changes. Runs are announced, never guessed: the runner is
+a run listener (:mod:`picodaq_ioc.daq.lifecycle`), so ``bm.add_run_listener(runner)`` (what
+``DaqSession.attach_analysis`` does) begins and ends its runs with the buffer manager's;
+without it, call :meth:`begin_run` / :meth:`end_run` yourself (a batch arriving with no run
+open begins one).
 
 A module whose ``start`` or ``process`` raises is marked failed: the error text is in
 ``runner.errors[name]`` (and logged), its consumer keeps releasing events (so the DAQ is
@@ -30,7 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..daq.accounting import RunSummary
 from ..daq.events import EventBatch
+from ..daq.lifecycle import RunStart
 from .base import AnalysisConfigError, AnalysisModule, RunInfo
 from .output import output_path, unique_stamp, write_yaml
 from .registry import create_module
@@ -163,6 +167,14 @@ class AnalysisRunner:
             self._run = self._new_run(run_start_time)
             return self._run
 
+    def run_started(self, run: RunStart) -> None:
+        """Run listener: the buffer manager started run ``run`` (before its first event)."""
+        self.begin_run(run.start_time)
+
+    def run_ended(self, summary: RunSummary) -> None:  # noqa: ARG002 - the runner writes its own
+        """Run listener: the run ended and its events were processed; finish the modules."""
+        self.end_run()
+
     def _new_run(self, t: float | None) -> RunInfo:
         self._run_number += 1
         t = time.time() if t is None else float(t)
@@ -226,14 +238,9 @@ class AnalysisRunner:
         st = self._state[name]
         if len(batch) == 0:
             return
-        first = int(batch.event_number[0])
         gen = batch.applied.config_generation
         with self._lock:
             run = self._run
-            if run is not None and st.run is run and st.last_event is not None and first <= st.last_event:
-                # event numbers restarted: a new run nobody announced
-                self._end_run_locked()
-                run = None
             if run is None:
                 run = self._run = self._new_run(None)
             need_start = st.run is not run or st.generation != gen

@@ -105,8 +105,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
-from datetime import datetime
 
 import numpy as np
 
@@ -120,7 +118,9 @@ from ..scope.types import (
     TimebaseConfig,
     TriggerConfig,
 )
+from .accounting import RunSummary
 from .events import EventBatch, RunState, RunStats
+from .lifecycle import RunEvents, RunListener, RunStart
 
 logger = logging.getLogger(__name__)
 
@@ -128,49 +128,6 @@ logger = logging.getLogger(__name__)
 WAIT_CHUNK_S = 0.05
 #: longest back-off between reconnection attempts, s
 MAX_RECONNECT_BACKOFF_S = 5.0
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    """End-of-run summary (written to the log and, if configured, to a ``.sum`` file).
-
-    ``dead_fraction = 1 - live_time / run_time``; ``mean_rate = events / run_time``;
-    ``mean_trigger_rate = triggers / run_time`` (0 when ``run_time`` is 0).
-    """
-
-    start_time: float  # epoch seconds (host wall clock) of the start
-    run_time: float
-    triggers: int
-    events: int
-    discarded: int
-    truncated: int
-    processed: int
-    live_time: float
-    dead_time: float
-    dead_fraction: float
-    ring_wait_time: float
-    mean_rate: float
-    mean_trigger_rate: float
-    state: str
-    last_error: str | None
-    n_buffers: int
-
-    @property
-    def start_time_str(self) -> str:
-        return datetime.fromtimestamp(self.start_time).strftime("%y%m%d-%H%M")
-
-    def format(self) -> str:
-        """One human-readable line (picoDAQ style plus the new figures)."""
-        s = (f"Run Summary: started {self.start_time_str}  Trun={self.run_time:.3f}s  "
-             f"Ntrig={self.triggers}  Nev={self.events}  Ndiscarded={self.discarded}  "
-             f"Tlife={self.live_time:.3f}s  dead={100.0 * self.dead_fraction:.2f}%  "
-             f"ringwait={self.ring_wait_time:.3f}s  rate={self.mean_rate:.6g}Hz  state={self.state}")
-        if self.last_error:
-            s += f"  last_error={self.last_error!r}"
-        return s
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 class _Cmd:
@@ -308,6 +265,7 @@ class BufferManager:
         self._run_id = 0
         self._drain_timeout = 10.0
         self._summary: RunSummary | None = None
+        self._run_events = RunEvents()
         self.last_error: str | None = None
         self.n_retries = 0
         self.n_reconnects = 0
@@ -613,10 +571,20 @@ class BufferManager:
                     self._data_waiters -= 1
             return self._copy_latest()
 
+    # ------------------------------------------------------------------ run lifecycle
+    def add_run_listener(self, listener: RunListener) -> None:
+        """Tell ``listener`` about every run start and end (see :mod:`picodaq_ioc.daq.lifecycle`)."""
+        self._run_events.add(listener)
+
+    def remove_run_listener(self, listener: RunListener) -> None:
+        self._run_events.remove(listener)
+
     # ------------------------------------------------------------------ run control
-    def start(self, max_events: int | None = None) -> None:
+    def start(self, max_events: int | None = None) -> RunStart:
         """IDLE/STOPPED -> RUNNING (counters reset). With ``max_events`` the run stops by
-        itself after exactly that many events were delivered (see module docstring)."""
+        itself after exactly that many events were delivered (see module docstring).
+
+        The run listeners' ``run_started`` is called before the first event is taken."""
         with self._ctl_mutex:
             if self._closed:
                 raise RuntimeError("BufferManager is closed")
@@ -645,10 +613,13 @@ class BufferManager:
                 self._start_wall = time.time()
                 self._t0 = self.backend.clock()
             self.last_error = None
+            run = RunStart(self._run_id, self._start_wall, self._max_events)
+            self._run_events.started(run)
             self._thread = threading.Thread(target=self._acquisition, name="picodaq-acquisition",
                                             daemon=True)
             self._thread.start()
             self._log(f"*==* BufferManager start running ({self._n} buffers, max_events={max_events})")
+            return run
 
     def pause(self, timeout: float | None = None) -> None:
         """RUNNING -> PAUSED; the capture in flight is aborted (its armed time counts as live)."""
@@ -1152,7 +1123,7 @@ class BufferManager:
                 dead_fraction=(1.0 - self._live / rt) if rt > 0 else 0.0,
                 ring_wait_time=self._ring_wait, mean_rate=(self._events / rt) if rt > 0 else 0.0,
                 mean_trigger_rate=(self._triggers / rt) if rt > 0 else 0.0, state=end_state.value,
-                last_error=self.last_error, n_buffers=self._n)
+                last_error=self.last_error, n_buffers=self._n, run_id=self._run_id)
         self._log("*==* BufferManager ending, " + summary.format())
         if self.log_file:
             path = f"{self.log_file}_{summary.start_time_str}.sum"
@@ -1163,6 +1134,8 @@ class BufferManager:
                 logger.error("cannot write run summary to %s: %s", path, exc)
         with self._lock:
             self._summary = summary
+        self._run_events.ended(summary)
+        with self._lock:
             self._ctl_cv.notify_all()
 
 

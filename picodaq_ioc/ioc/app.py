@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +20,9 @@ from caproto import AlarmSeverity, AlarmStatus
 from caproto.server import PVGroup, SubGroup
 from caproto.server.stats import StatusHelper
 
+from ..daq.accounting import RunSummary
 from ..daq.events import RunState
+from ..daq.lifecycle import RunStart
 from ..scope.types import Applied, ScopeInfo
 from . import caproto_fixes
 from .controller import Controller, PutRefused, explain
@@ -69,8 +71,9 @@ class PicoDAQIOC(PVGroup):
         self.analysis_errors: Any = None
         self._axis_generation: int | None = None
         self._tasks: list[asyncio.Task] = []
-        #: ``async fn(old_state, new_state)`` called when a run ends (summary writers)
-        self.run_end_hooks: list[Any] = []
+        #: ``async fn(summary)`` called when a run ended, after the final figures were shown
+        #: (summary writers)
+        self.run_end_hooks: list[Callable[[RunSummary], Awaitable[None]]] = []
         self.runner: Any = None
         #: ``fn(frame)`` called after each published event (the PV Access ``Frame`` PV)
         self.frame_listeners: list[Any] = []
@@ -106,8 +109,8 @@ class PicoDAQIOC(PVGroup):
         self.backend_name = backend_name
         self.analysis_errors = analysis_errors
         ctl.listeners.append(self.show_applied)
-        ctl.run_listeners.append(self.stats.new_run)
-        ctl.run_listeners.append(publisher.new_run)
+        ctl.run_listeners.append(self._run_started)
+        ctl.run_end_listeners.append(self._run_ended)
         caproto_fixes.on_refused = self._on_refused
 
     # ----------------------------------------------------------- startup
@@ -172,9 +175,11 @@ class PicoDAQIOC(PVGroup):
         result.names = list(stage.names)
         try:
             await ctl.commit(stage, what)
-        except PutRefused as ex:  # the setpoints still show the request in force
+        except PutRefused as ex:
             result.error = str(ex)
             log.warning("%s refused as a whole, nothing of it applied: %s", what, ex)
+            for g in self.setting_groups():  # the setpoints show the request in force again
+                await g.show_requested(ctl)
 
     # ----------------------------------------------------------- readbacks
     async def show_applied(self, applied: Applied) -> None:
@@ -219,9 +224,7 @@ class PicoDAQIOC(PVGroup):
         await self.acq.show_state(st.state)
         await self.wf.show_rate(self.publisher.rate())
         await self._show_clients()
-        if st.state != self._last_state:
-            old, self._last_state = self._last_state, st.state
-            await self._state_changed(old, st.state)
+        self._last_state = st.state
         await self._watch_device()
 
     async def _show_clients(self) -> None:
@@ -269,19 +272,30 @@ class PicoDAQIOC(PVGroup):
                     last_error = time.monotonic()
             await asyncio.sleep(max(0.0, STATUS_PERIOD - (time.monotonic() - t0)))
 
-    async def _state_changed(self, old: RunState | None, new: RunState) -> None:
-        if new == RunState.ERROR:
-            msg = self._device_error() or "acquisition error (see the IOC log)"
+    # ----------------------------------------------------------- run lifecycle (events)
+    async def _run_started(self, run: RunStart) -> None:
+        """A run started: statistics and waveform numbering restart, the PVs show it."""
+        self.stats.new_run()
+        self.publisher.new_run()
+        await self.refresh_status()
+        await self.device.set_status(f"Running (run {run.run_id})")
+
+    async def _run_ended(self, summary: RunSummary) -> None:
+        """A run ended (stopped, NumEvents reached, error): final statistics and analysis
+        results on the PVs, the status message, then the run-end hooks (summary writers)."""
+        await self.refresh_status()
+        await self.refresh_analysis()
+        if summary.state == RunState.ERROR.value:
+            msg = summary.last_error or self._device_error() or "acquisition error (see the IOC log)"
             log.error("acquisition entered the Error state: %s", msg)
             await self.device.set_status(f"Error: {msg}", AlarmSeverity.MAJOR_ALARM, AlarmStatus.COMM)
-        elif old is not None:
-            await self.device.set_status(f"{new.value}")
-        if old in (RunState.RUNNING, RunState.PAUSED) and new not in (RunState.RUNNING, RunState.PAUSED):
-            for hook in list(self.run_end_hooks):
-                try:
-                    await hook(old, new)
-                except Exception:
-                    log.exception("run-end hook failed")
+        else:
+            await self.device.set_status(f"{summary.state} (run {summary.run_id}: {summary.events} events)")
+        for hook in list(self.run_end_hooks):
+            try:
+                await hook(summary)
+            except Exception:
+                log.exception("run-end hook failed")
 
     def _device_error(self) -> str:
         for obj in (self.ctl.session, self.ctl.bm):

@@ -212,10 +212,8 @@ def session_modules(session, cfg) -> tuple[list[Any], Any, Any]:
             break
         runner = None
     if runner is None and cfg.analysis:
-        from ..analysis.runner import AnalysisRunner
-
         try:
-            runner = AnalysisRunner(session.bm, cfg.analysis)
+            runner = session.attach_analysis(cfg.analysis)  # the session owns it (run events)
         except (ValueError, TypeError, ImportError) as ex:  # AnalysisConfigError is a ValueError
             raise UserError(f"error: analysis: {ex}", 2) from None
     if runner is None:
@@ -263,7 +261,7 @@ async def serve(group, interfaces: list[str], summary_path: str | None, ca_limit
             loop.add_signal_handler(sig, stop.set)
 
     # every run end (Acquire=Stop, NumEvents reached) goes to the summary file
-    async def on_run_end(state_before, state_after) -> None:  # noqa: ARG001
+    async def on_run_end(summary) -> None:  # noqa: ARG001 - the live statistics have more figures
         st = await ctl.stats()
         rec = {"event": "run_end", "time": time.time(), **stats_dict(st)}
         write_summary(summary_path, rec)
@@ -381,13 +379,6 @@ def run(args: argparse.Namespace) -> int:
         publisher = WaveformPublisher(session.bm, max_rate=args.max_rate)
         group.attach(ctl, publisher, cfg.device.backend, analysis_errors=errors)
         group.runner = runner
-        if runner is not None and hasattr(runner, "begin_run"):
-            ctl.run_listeners.append(runner.begin_run)
-
-            async def end_analysis_run(old, new) -> None:  # noqa: ARG001
-                await asyncio.to_thread(runner.end_run)
-
-            group.run_end_hooks.append(end_analysis_run)
         # --- security and reliability (issue 7): --acf, put log, autosave, --test-faults ---
         from .reliability import ReliabilityError
         from .reliability import install as install_reliability

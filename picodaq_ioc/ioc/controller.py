@@ -19,12 +19,15 @@ import contextlib
 import contextvars
 import dataclasses
 import functools
+import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from ..daq.accounting import RunSummary
 from ..daq.events import RunState, RunStats
+from ..daq.lifecycle import RunCallbacks, RunStart
 from ..daq.settings import Change, Outcome, Settings
 from ..scope.errors import InvalidConfig, ScopeError
 from ..scope.types import Applied, ChannelConfig, SigGenConfig, TimebaseConfig, TriggerConfig
@@ -88,8 +91,10 @@ class Controller:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="picodaq-ctl")
         self._lock: asyncio.Lock | None = None
         self.listeners: list[Listener] = []
-        self.run_listeners: list[Callable[[], None]] = []
-        self.last_summary: Any = None
+        #: called on the event loop when a run started / ended (sync or async), in order
+        self.run_listeners: list[Callable[[RunStart], Any]] = []
+        self.run_end_listeners: list[Callable[[RunSummary], Any]] = []
+        self.last_summary: RunSummary | None = None
         self.closed = False
         #: refuse settings whose ring (slots x enabled channels x samples x int16) is larger
         self.max_ring_bytes = int(max_ring_bytes)
@@ -102,9 +107,16 @@ class Controller:
         self._shown: asyncio.Condition | None = None
         self._publisher: asyncio.Task | None = None
         #: changes held while Settings:Defer is On (None: not deferring)
-        self._deferred: list[tuple[Change, asyncio.Future]] | None = None
+        self._deferred: list[Change] | None = None
         self.pipeline.validators.append(self._check_ring)
         self.pipeline.listeners.append(self._on_outcome)
+        # the run lifecycle, as events from the buffer manager
+        self._run_events: asyncio.Queue[tuple[str, Any]] | None = None
+        self._run_cv: asyncio.Condition | None = None
+        self._started_id = 0
+        self._ended: dict[int, RunSummary] = {}
+        self.bm.add_run_listener(RunCallbacks(functools.partial(self._to_loop, "start"),
+                                              functools.partial(self._to_loop, "end")))
 
     # ---------------------------------------------------------------- requested settings
     @property
@@ -184,6 +196,9 @@ class Controller:
         self._outcomes = asyncio.Queue()
         self._shown = asyncio.Condition()
         self._publisher = loop.create_task(self._publish_outcomes(), name="picodaq-settings-publisher")
+        self._run_events = asyncio.Queue()
+        self._run_cv = asyncio.Condition()
+        self._run_task = loop.create_task(self._process_run_events(), name="picodaq-run-events")
 
     def _on_outcome(self, outcome: Outcome) -> None:
         """Pipeline listener (its worker thread): hand the outcome to the event loop."""
@@ -217,9 +232,12 @@ class Controller:
                 log.exception("listener failed after reconfiguration")
 
     # ---------------------------------------------------------------- settings
-    async def submit(self, change: Change) -> Applied:
+    async def submit(self, change: Change) -> Applied | None:
         """Apply ``change`` through the pipeline; return when the applied state, as shown by the
-        PVs, includes it. Staged (this task) or deferred (Settings:Defer) changes wait instead.
+        PVs, includes it.
+
+        Staged (this task: :meth:`staged`) and deferred (``Settings:Defer`` On) changes are
+        held and None is returned at once; they are applied later as one change.
 
         Raises ``PutRefused`` with a clear message when the device refuses; the request in
         force then stays as it was.
@@ -227,12 +245,11 @@ class Controller:
         stage = _STAGE.get()
         if stage is not None and stage.controller is self:
             stage.changes.append(change)  # applied by commit() with the other staged changes
-            return self.applied
+            return None
         if self._deferred is not None:
-            fut = asyncio.get_running_loop().create_future()
-            self._deferred.append((change, fut))
+            self._deferred.append(change)
             log.info("deferred %s (Settings:Defer is On)", change.what)
-            return await fut
+            return None
         return await self._apply(change)
 
     async def _apply(self, change: Change) -> Applied:
@@ -253,21 +270,21 @@ class Controller:
         return outcome.applied
 
     async def update(self, what: str, *, channels: Mapping[str, Any] | None = None, timebase: Any = None,
-                     trigger: Any = None, siggen: Any = None) -> Applied:
+                     trigger: Any = None, siggen: Any = None) -> Applied | None:
         """Apply the given sections (dataclasses or mappings of fields) as one change."""
         return await self.submit(Change.of(what, channels=channels, timebase=timebase, trigger=trigger,
                                            siggen=siggen))
 
-    async def set_channel(self, ch: str, what: str, **changes: Any) -> Applied:
+    async def set_channel(self, ch: str, what: str, **changes: Any) -> Applied | None:
         return await self.submit(Change.of(what, channels={ch: changes}))
 
-    async def set_timebase(self, what: str, **changes: Any) -> Applied:
+    async def set_timebase(self, what: str, **changes: Any) -> Applied | None:
         return await self.submit(Change.of(what, timebase=changes))
 
-    async def set_trigger(self, what: str, **changes: Any) -> Applied:
+    async def set_trigger(self, what: str, **changes: Any) -> Applied | None:
         return await self.submit(Change.of(what, trigger=changes))
 
-    async def set_siggen(self, what: str, **changes: Any) -> Applied:
+    async def set_siggen(self, what: str, **changes: Any) -> Applied | None:
         return await self.submit(Change.of(what, siggen=changes))
 
     @contextlib.asynccontextmanager
@@ -299,65 +316,104 @@ class Controller:
         return self._deferred is not None
 
     async def set_defer(self, on: bool) -> Applied | None:
-        """``Settings:Defer``: On holds every settings put (of any client) until Off, which
-        applies them all as ONE atomic change. The held puts complete (or fail, naming why)
-        with it; Off itself fails when the device refuses the combination."""
+        """``Settings:Defer``: On holds every settings put (of any client; each completes at
+        once, its setpoint showing the held value) until Off, which applies them all as ONE
+        atomic change and completes when it is applied and shown. When the device refuses the
+        combination, Off fails naming why, nothing of it is applied and the setpoints show the
+        request in force again."""
         if on:
             if self._deferred is None:
                 self._deferred = []
                 log.info("Settings:Defer On: settings puts are held until Defer is Off")
             return None
         held, self._deferred = self._deferred or [], None
-        live = [(c, f) for c, f in held if not f.done()]
-        if not live:
+        if not held:
             return None
-        change = Change(f"Settings:Defer ({', '.join(c.what for c, _ in live)})", _steps(c for c, _ in live))
+        change = Change(f"Settings:Defer ({', '.join(c.what for c in held)})", _steps(held))
         try:
-            applied = await self._apply(change)
-        except Exception as ex:
-            for _c, f in live:
-                if not f.done():
-                    f.set_exception(PutRefused(f"refused together with the other deferred settings: {ex}"))
+            return await self._apply(change)
+        except PutRefused:
+            if self.applied is not None:
+                await self._notify(self.applied)  # the setpoints show the request in force again
             raise
-        for _c, f in live:
-            if not f.done():
-                f.set_result(applied)
-        return applied
 
-    async def resize(self, n: int) -> int:
-        async with self.lock:
-            self.check_memory("Buffer:Size", n_buffers=int(n))
-            fn = getattr(self.session, "resize", None) or self.bm.resize
-            try:
-                await self.call(fn, int(n))
-            except (InvalidConfig, ValueError, RuntimeError) as ex:
-                raise PutRefused(f"Buffer:Size: {explain(ex)}") from ex
-            self.n_buffers = int((await self.stats()).n_buffers)
-            return self.n_buffers
+    # ---------------------------------------------------------------- run lifecycle
+    def _to_loop(self, kind: str, obj: Any) -> None:
+        """Buffer-manager listener (its threads): hand a run event to the event loop, in order."""
+        loop, queue = self._loop, self._run_events
+        if loop is None or queue is None or loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is shutting down
+            loop.call_soon_threadsafe(queue.put_nowait, (kind, obj))
+
+    async def _process_run_events(self) -> None:
+        """Run the IOC's run listeners for each run start/end, then wake whoever awaits it."""
+        assert self._run_events is not None and self._run_cv is not None
+        while True:
+            kind, obj = await self._run_events.get()
+            for fn in list(self.run_listeners if kind == "start" else self.run_end_listeners):
+                try:
+                    result = fn(obj)
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception:  # a display or summary writer must not stop the others
+                    log.exception("run-%s listener failed", kind)
+            async with self._run_cv:
+                if kind == "start":
+                    self._started_id = max(self._started_id, obj.run_id)
+                else:
+                    self.last_summary = obj
+                    self._ended[obj.run_id] = obj
+                    for old in sorted(self._ended)[:-16]:
+                        del self._ended[old]
+                self._run_cv.notify_all()
+
+    async def run_end(self, run_id: int) -> RunSummary:
+        """Wait until run ``run_id`` ended and the run-end listeners (final statistics and
+        analysis PVs, summary writers) ran; return its summary."""
+        assert self._run_cv is not None, "bind_loop() first"
+        async with self._run_cv:
+            await self._run_cv.wait_for(lambda: run_id in self._ended)
+        return self._ended[run_id]
+
+    async def _run_start_shown(self, run_id: int) -> None:
+        assert self._run_cv is not None
+        async with self._run_cv:
+            await self._run_cv.wait_for(lambda: self._started_id >= run_id)
 
     # ---------------------------------------------------------------- run control
-    async def start(self, max_events: int | None) -> bool:
-        """Start a run unless one is in progress. Returns True when a new run began."""
+    async def start(self, max_events: int | None) -> RunStart:
+        """Start a run; returns when the run-start listeners ran.
+
+        Raises ``PutRefused`` while a run is in progress: a second Start never reports success
+        for a run it did not make (areaDetector's busy-record ``Acquire`` would instead wait for
+        the running acquisition and report its result; see docs/settings.md).
+        """
+        self.bind_loop()
         async with self.lock:
             if self.state in (RunState.RUNNING, RunState.PAUSED):
-                return False
-            for fn in list(self.run_listeners):
-                fn()
+                raise PutRefused(f"Acquire: a run is already in progress (State_RBV is {self.state.value}); "
+                                 "put Acquire Stop first")
             try:
-                await self.call(self.session.start, max_events=max_events or None)
+                run = await self.call(self.session.start, max_events=max_events or None)
             except (ScopeError, RuntimeError, ValueError) as ex:
                 raise PutRefused(f"Acquire: {explain(ex)}") from ex
-            log.info("run started (max_events=%s)", max_events or "unlimited")
-            return True
+            log.info("run %d started (max_events=%s)", run.run_id, max_events or "unlimited")
+        await self._run_start_shown(run.run_id)
+        return run
 
-    async def stop(self) -> Any:
+    async def stop(self) -> RunSummary | None:
+        """Stop the run in progress (None if there is none); returns its summary once the
+        run-end listeners ran."""
+        self.bind_loop()
         async with self.lock:
             if self.state not in (RunState.RUNNING, RunState.PAUSED):
                 return None
             summary = await self.call(self.session.stop)
-            self.last_summary = summary
             log.info("run stopped")
-            return summary
+        if summary is not None:
+            await self.run_end(summary.run_id)
+        return summary
 
     async def pause(self) -> None:
         async with self.lock:
@@ -377,19 +433,6 @@ class Controller:
                     await self.call(self.session.resume)
                 except (ScopeError, RuntimeError) as ex:
                     raise PutRefused(f"Pause: {explain(ex)}") from ex
-
-    async def wait_processed(self, n: int) -> bool:
-        """Wait until ``n`` events were processed by every obligatory consumer, or the run ended.
-
-        Returns True when ``n`` was reached.
-        """
-        while True:
-            done = await asyncio.to_thread(self.bm.wait_processed, n, 0.5)
-            if done:
-                return True
-            if self.state not in (RunState.RUNNING, RunState.PAUSED):
-                # the run ended (stopped by the user or an error): one last look
-                return bool(await asyncio.to_thread(self.bm.wait_processed, n, 0.0))
 
     # ---------------------------------------------------------------- shutdown
     def shutdown(self, timeout: float = 10.0) -> Any:

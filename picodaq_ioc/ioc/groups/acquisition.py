@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from caproto import AlarmSeverity, AlarmStatus
@@ -33,35 +32,26 @@ class AcquisitionGroup(PicoGroup):
 
     @acquire.putter
     async def acquire(self, instance, value):
+        """Stop, or Start a run: refused while a run is in progress (never a success for a run
+        this put did not make). With NumEvents N > 0 the put completes when that run ended
+        (N events processed by every obligatory consumer, or stopped) and the run-end
+        listeners showed its final statistics and analysis results."""
         if value not in ("Stop", "Start"):
             raise PutRefused(f"Acquire: {plain(value)!r} is not one of Stop, Start")
         ctl = self.ctl
         if value == "Stop":
             await ctl.stop()
-            await self.refresh_state()
             return "Stop"
         n = int(self.num_events.value)
-        started = await ctl.start(n if n > 0 else None)
-        await self.refresh_state()
-        if not started:
-            log.info("Acquire=Start ignored: a run is already in progress")
+        run = await ctl.start(n if n > 0 else None)
+        if n <= 0:
             return "Start"
-        if n > 0:
-            # show Start while the put-callback is pending (the put's own value lands at the end)
-            await init_write(self.acquire, "Start")
-            reached = await ctl.wait_processed(n)
-            log.info("Acquire: %s of %d events processed", "all" if reached else "not all", n)
-            if reached:
-                # the run stops by itself after n events: let it reach Stopped, so that the
-                # state refresh below runs the end-of-run hooks (analysis summaries, final fits)
-                await asyncio.to_thread(ctl.bm.wait_stopped, 5.0)
-            # the put completes with final figures: statistics, end of run, analysis results
-            await self.refresh_state()
-            await self.refresh_analysis()
-            if ctl.state in (RunState.RUNNING, RunState.PAUSED):
-                return "Start"
-            return "Stop"
-        return "Start"
+        # show Start while the put-callback is pending (the put's own value lands at the end)
+        await init_write(self.acquire, "Start")
+        summary = await ctl.run_end(run.run_id)
+        log.info("Acquire: run %d ended (%s) with %d of %d events processed", run.run_id, summary.state,
+                 summary.processed, n)
+        return "Stop"
 
     @pause.putter
     async def pause(self, instance, value):
@@ -73,14 +63,6 @@ class AcquisitionGroup(PicoGroup):
             await self.ctl.resume()
         await self.refresh_state()
         return value
-
-    async def refresh_analysis(self) -> None:
-        refresh = getattr(self.root, "refresh_analysis", None)
-        if refresh is not None:
-            try:
-                await refresh()
-            except Exception:  # a display update must never fail the put
-                log.exception("analysis refresh failed")
 
     async def refresh_state(self) -> None:
         refresh = getattr(self.root, "refresh_status", None)

@@ -9,11 +9,6 @@ from caproto.server import PVGroup
 
 from ...scope.types import Applied
 
-#: What a settings putter returns: the setpoint was already written when the controller
-#: published the request in force that includes the put (the latest value of each field), so
-#: caproto must not write the put's own value afterwards (it may have been superseded).
-SHOWN = SkipWrite
-
 
 class PicoGroup(PVGroup):
     """A PVGroup that reaches the IOC root (``self.root``) and its controller (``self.ctl``)."""
@@ -48,3 +43,15 @@ async def show_setpoint(pv: Any, value: Any) -> None:
     """Show the requested ``value`` on a setpoint PV (no putter; no update when unchanged)."""
     if pv.value != value:
         await pv.write(value, verify_value=False)
+
+
+def shown(applied: Applied | None, value: Any) -> Any:
+    """What a settings putter returns after handing its change to the controller.
+
+    Applied (the put is in the applied state): ``SkipWrite``, because the setpoint was already
+    written when the controller published the request in force that includes the put (the
+    latest value of each field; this put's own value may have been superseded meanwhile).
+    None (held by ``Settings:Defer`` or staged by the autosave restore): ``value``, so the
+    setpoint shows the held request until it is applied or refused.
+    """
+    return value if applied is None else SkipWrite

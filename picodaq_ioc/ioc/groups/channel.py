@@ -8,7 +8,7 @@ from caproto import AlarmSeverity, AlarmStatus, ChannelType
 from ...scope.types import Applied, Coupling
 from ..controller import PutRefused
 from ..pvspec import enum_pv, finite, float_pv, pair, plain, set_alarm, waveform_pv, write_if_changed
-from .base import SHOWN, PicoGroup, show_setpoint
+from .base import PicoGroup, show_setpoint, shown
 
 ON_OFF = ("Off", "On")
 
@@ -52,27 +52,23 @@ def make_channel_group(ch: str, info, max_samples: int) -> type[PicoGroup]:
         async def enable(self, instance, value):
             if value not in ON_OFF:
                 raise PutRefused(f"{ch}:Enable: {plain(value)!r} is not one of Off, On")
-            await self.ctl.set_channel(ch, f"{ch}:Enable", enabled=(value == "On"))
-            return SHOWN
+            return shown(await self.ctl.set_channel(ch, f"{ch}:Enable", enabled=(value == "On")), value)
 
         @range_sp.putter
         async def range_sp(self, instance, value):
             v = finite(value, f"{ch}:Range")
-            await self.ctl.set_channel(ch, f"{ch}:Range", range_v=v)
-            return SHOWN
+            return shown(await self.ctl.set_channel(ch, f"{ch}:Range", range_v=v), v)
 
         @coupling.putter
         async def coupling(self, instance, value):
             if value not in couplings:
                 raise PutRefused(f"{ch}:Coupling: {plain(value)!r} is not one of {', '.join(couplings)}")
-            await self.ctl.set_channel(ch, f"{ch}:Coupling", coupling=Coupling(value))
-            return SHOWN
+            return shown(await self.ctl.set_channel(ch, f"{ch}:Coupling", coupling=Coupling(value)), value)
 
         @offset.putter
         async def offset(self, instance, value):
             v = finite(value, f"{ch}:Offset")
-            await self.ctl.set_channel(ch, f"{ch}:Offset", offset_v=v)
-            return SHOWN
+            return shown(await self.ctl.set_channel(ch, f"{ch}:Offset", offset_v=v), v)
 
         async def show_requested(self, ctl) -> None:
             c = ctl.channels[ch]

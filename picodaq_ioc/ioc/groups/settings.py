@@ -1,12 +1,13 @@
 """``Settings:Defer`` (+ ``_RBV``): change several settings from Channel Access atomically.
 
 While ``Settings:Defer`` is On, every settings put (of any client) is held instead of being
-applied; putting Off applies all held puts as ONE configuration change, entirely or not at
-all (like the motor record's deferred moves, ``$(P)DeferMoves``; areaDetector itself has no
-such PV). The held puts complete when that change is applied (a ``caput -c`` of one of them
-waits until Defer is Off; plain ``caput`` returns at once); when the device refuses the
-combination, ``Defer`` = Off fails with the reason, every held put fails too and nothing of
-it is applied. See docs/settings.md.
+applied: it completes at once (also with a put-callback) and its setpoint shows the held
+value, the ``_RBV`` still what the device has. Putting Off applies all held puts as ONE
+configuration change, entirely or not at all (like the motor record's deferred moves,
+``$(P)DeferMoves``; areaDetector itself has no such PV); its put-callback completes when that
+change is applied and shown. When the device refuses the combination, ``Defer`` = Off fails
+with the reason, nothing of it is applied and the setpoints show the request in force again.
+See docs/settings.md.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ...scope.types import Applied, WaveType
 from ..controller import PutRefused
 from ..pvspec import enum_pv, finite, float_pv, pair, plain, write_if_changed
-from .base import SHOWN, PicoGroup, show_setpoint
+from .base import PicoGroup, show_setpoint, shown
 
 ON_OFF = ("Off", "On")
 
@@ -35,33 +35,28 @@ def make_siggen_group(info) -> type[PicoGroup]:
                 raise PutRefused(f"SigGen:Enable: {plain(value)!r} is not one of Off, On")
             if value == "On" and caps is None:
                 raise PutRefused(f"SigGen:Enable: the {info.model} has no signal generator")
-            await self.ctl.set_siggen("SigGen:Enable", enabled=(value == "On"))
-            return SHOWN
+            return shown(await self.ctl.set_siggen("SigGen:Enable", enabled=(value == "On")), value)
 
         @wave.putter
         async def wave(self, instance, value):
             if value not in waves:
                 raise PutRefused(f"SigGen:Waveform: {plain(value)!r} is not one of {', '.join(waves)}")
-            await self.ctl.set_siggen("SigGen:Waveform", waveform=WaveType(value))
-            return SHOWN
+            return shown(await self.ctl.set_siggen("SigGen:Waveform", waveform=WaveType(value)), value)
 
         @freq.putter
         async def freq(self, instance, value):
             v = finite(value, "SigGen:Frequency")
-            await self.ctl.set_siggen("SigGen:Frequency", frequency_hz=v)
-            return SHOWN
+            return shown(await self.ctl.set_siggen("SigGen:Frequency", frequency_hz=v), v)
 
         @ampl.putter
         async def ampl(self, instance, value):
             v = finite(value, "SigGen:Amplitude")
-            await self.ctl.set_siggen("SigGen:Amplitude", pk_to_pk_v=v)
-            return SHOWN
+            return shown(await self.ctl.set_siggen("SigGen:Amplitude", pk_to_pk_v=v), v)
 
         @offset.putter
         async def offset(self, instance, value):
             v = finite(value, "SigGen:Offset")
-            await self.ctl.set_siggen("SigGen:Offset", offset_v=v)
-            return SHOWN
+            return shown(await self.ctl.set_siggen("SigGen:Offset", offset_v=v), v)
 
         async def show_requested(self, ctl) -> None:
             s = ctl.siggen

@@ -8,7 +8,7 @@ from caproto import ChannelType
 from ...scope.types import Applied
 from ..controller import PutRefused
 from ..pvspec import finite, float_pv, int_pv, pair, waveform_pv, write_if_changed
-from .base import SHOWN, PicoGroup, show_setpoint
+from .base import PicoGroup, show_setpoint, shown
 
 
 def make_timebase_group(info, max_samples: int) -> type[PicoGroup]:
@@ -39,8 +39,7 @@ def make_timebase_group(info, max_samples: int) -> type[PicoGroup]:
         @interval.putter
         async def interval(self, instance, value):
             v = finite(value, "SampleInterval")
-            await self.ctl.set_timebase("SampleInterval", sample_interval_s=v)
-            return SHOWN
+            return shown(await self.ctl.set_timebase("SampleInterval", sample_interval_s=v), v)
 
         @samples.putter
         async def samples(self, instance, value):
@@ -48,22 +47,19 @@ def make_timebase_group(info, max_samples: int) -> type[PicoGroup]:
             if n > max_samples:
                 raise PutRefused(f"NumSamples: {n} exceeds the waveform capacity {max_samples} "
                                  "(start the IOC with a larger --max-samples)")
-            await self.ctl.set_timebase("NumSamples", n_samples=n)
-            return SHOWN
+            return shown(await self.ctl.set_timebase("NumSamples", n_samples=n), n)
 
         @pretrig.putter
         async def pretrig(self, instance, value):
             v = finite(value, "PreTrigger")
-            await self.ctl.set_timebase("PreTrigger", pretrigger_fraction=v)
-            return SHOWN
+            return shown(await self.ctl.set_timebase("PreTrigger", pretrigger_fraction=v), v)
 
         @segments.putter
         async def segments(self, instance, value):
             n = int(value)
             if n > max_segments:
                 raise PutRefused(f"NumSegments: {n} not possible on this scope (allowed: 1..{max_segments})")
-            await self.ctl.set_timebase("NumSegments", n_segments=n)
-            return SHOWN
+            return shown(await self.ctl.set_timebase("NumSegments", n_segments=n), n)
 
         async def show_requested(self, ctl) -> None:
             tb = ctl.timebase

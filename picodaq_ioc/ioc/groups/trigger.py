@@ -5,7 +5,7 @@ from __future__ import annotations
 from ...scope.types import Applied, Direction
 from ..controller import PutRefused
 from ..pvspec import enum_pv, finite, float_pv, int_pv, pair, plain, write_if_changed
-from .base import SHOWN, PicoGroup, show_setpoint
+from .base import PicoGroup, show_setpoint, shown
 
 ON_OFF = ("Off", "On")
 DIRECTIONS = tuple(d.value for d in Direction)
@@ -32,40 +32,34 @@ def make_trigger_group(info) -> type[PicoGroup]:
         async def enable(self, instance, value):
             if value not in ON_OFF:
                 raise PutRefused(f"Trigger:Enable: {plain(value)!r} is not one of Off, On")
-            await self.ctl.set_trigger("Trigger:Enable", enabled=(value == "On"))
-            return SHOWN
+            return shown(await self.ctl.set_trigger("Trigger:Enable", enabled=(value == "On")), value)
 
         @source.putter
         async def source(self, instance, value):
             if value not in sources:
                 raise PutRefused(f"Trigger:Source: {plain(value)!r} is not one of {', '.join(sources)}")
-            await self.ctl.set_trigger("Trigger:Source", source=value)
-            return SHOWN
+            return shown(await self.ctl.set_trigger("Trigger:Source", source=value), value)
 
         @level.putter
         async def level(self, instance, value):
             v = finite(value, "Trigger:Level")
-            await self.ctl.set_trigger("Trigger:Level", threshold_v=v)
-            return SHOWN
+            return shown(await self.ctl.set_trigger("Trigger:Level", threshold_v=v), v)
 
         @direction.putter
         async def direction(self, instance, value):
             if value not in DIRECTIONS:
                 raise PutRefused(f"Trigger:Direction: {plain(value)!r} is not one of {', '.join(DIRECTIONS)}")
-            await self.ctl.set_trigger("Trigger:Direction", direction=Direction(value))
-            return SHOWN
+            return shown(await self.ctl.set_trigger("Trigger:Direction", direction=Direction(value)), value)
 
         @delay.putter
         async def delay(self, instance, value):
             n = int(value)
-            await self.ctl.set_trigger("Trigger:Delay", delay_samples=n)
-            return SHOWN
+            return shown(await self.ctl.set_trigger("Trigger:Delay", delay_samples=n), n)
 
         @auto.putter
         async def auto(self, instance, value):
             v = finite(value, "Trigger:AutoTimeout")
-            await self.ctl.set_trigger("Trigger:AutoTimeout", auto_trigger_s=(v if v > 0 else None))
-            return SHOWN
+            return shown(await self.ctl.set_trigger("Trigger:AutoTimeout", auto_trigger_s=(v if v > 0 else None)), v)
 
         async def show_requested(self, ctl) -> None:
             t = ctl.trigger
