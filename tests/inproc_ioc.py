@@ -45,11 +45,10 @@ class InprocIoc:
 @contextlib.contextmanager
 def inproc_ioc(config: Mapping[str, Any], *, max_rate: float = 10.0) -> Iterator[InprocIoc]:
     """Serve ``config`` (a config mapping) until the block ends."""
-    from caproto.asyncio.server import Context
-
     from picodaq_ioc.config.loader import validate_data
     from picodaq_ioc.ioc import caproto_fixes
     from picodaq_ioc.ioc.app import build_ioc_class
+    from picodaq_ioc.ioc.ca_server import IsolatedContext
     from picodaq_ioc.ioc.controller import Controller
     from picodaq_ioc.ioc.publisher import WaveformPublisher
     from picodaq_ioc.session import DaqSession
@@ -68,7 +67,7 @@ def inproc_ioc(config: Mapping[str, Any], *, max_rate: float = 10.0) -> Iterator
     loop = asyncio.new_event_loop()
 
     async def serve() -> None:
-        ctx = Context(group.pvdb, ["127.0.0.1"])  # made in its loop (caproto's queues need it)
+        ctx = IsolatedContext(group.pvdb, ["127.0.0.1"])  # the IOC's server, made in its loop
         group.server_context = ctx
         await ctx.run(log_pv_names=False, startup_hook=group.__ainit__)
 

@@ -277,12 +277,14 @@ class PicoDAQIOC(PVGroup):
         """A run started: statistics and waveform numbering restart, the PVs show it."""
         self.stats.new_run()
         self.publisher.new_run()
-        await self.refresh_status()
+        await self.acq.show_state(RunState.RUNNING)  # at once, whatever the refresh below does
         await self.device.set_status(f"Running (run {run.run_id})")
+        await self.refresh_status()
 
     async def _run_ended(self, summary: RunSummary) -> None:
         """A run ended (stopped, NumEvents reached, error): final statistics and analysis
         results on the PVs, the status message, then the run-end hooks (summary writers)."""
+        await self.acq.show_state(RunState(summary.state))
         await self.refresh_status()
         await self.refresh_analysis()
         if summary.state == RunState.ERROR.value:

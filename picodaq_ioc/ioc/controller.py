@@ -416,6 +416,8 @@ class Controller:
         return summary
 
     async def pause(self) -> None:
+        if self.state == RunState.PAUSED:
+            return  # nothing to do: no need to wait for a start/stop in progress
         async with self.lock:
             if self.state == RunState.PAUSED:
                 return
@@ -427,6 +429,8 @@ class Controller:
                 raise PutRefused(f"Pause: {explain(ex)}") from ex
 
     async def resume(self) -> None:
+        if self.state != RunState.PAUSED:
+            return  # nothing to do: no need to wait for a start/stop in progress
         async with self.lock:
             if self.state == RunState.PAUSED:
                 try:

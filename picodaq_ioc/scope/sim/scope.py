@@ -277,13 +277,18 @@ class SimScope:
         return self._sim0 + (time.monotonic() - self._wall0)
 
     def clock(self) -> float:
-        """Simulated time in seconds (follows the wall clock while armed when paced)."""
+        """Simulated time in seconds (follows the wall clock while armed when paced).
+
+        Paced, the clock is read without the lock: ``arm()`` holds it while it computes a
+        capture (seconds when no pulse reaches the trigger level), and the buffer manager's
+        statistics (other threads) must not wait for that."""
+        if self.sim.realtime and self._opened:
+            t = self._sim_from_wall()
+            batch = self._batch
+            if self._state == _ARMED and batch is not None:
+                t = min(t, batch.t_ready)
+            return max(self._t, t)
         with self._cond:
-            if self.sim.realtime and self._opened:
-                t = self._sim_from_wall()
-                if self._state == _ARMED and self._batch is not None:
-                    t = min(t, self._batch.t_ready)
-                return max(self._t, t)
             if self.sim.count_host_time and self._t_read_wall is not None and self._state == _IDLE:
                 # unpaced: host time since read()/stop() is already passing on the sim clock
                 # (arm() adds it); show it now so a pause between read() and arm() is measurable
