@@ -96,7 +96,7 @@ class DaqSession:
             the backend is closed again before the error propagates.
         """
         if backend is None:
-            from .scope.factory import make_backend
+            from .config.backend import make_backend
 
             backend = make_backend(cfg, keep_truth=keep_truth)
         info = backend.open(cfg.device.serial)

@@ -273,7 +273,7 @@ def test_legacy_trgto_error_in_ms(tmp_path):
 
 def test_json_native_equals_yaml(tmp_path):
     data = yaml.load((CONFIGS / "kamiokanne.yaml").read_text(), Loader=__import__(
-        "picodaq_ioc.config.loader", fromlist=["_Loader"])._Loader)
+        "picodaq_ioc.config.files", fromlist=["_Loader"])._Loader)
     p = tmp_path / "k.json"
     p.write_text(json.dumps(data))
     assert load_config(p).model_dump() == load_config(CONFIGS / "kamiokanne.yaml").model_dump()

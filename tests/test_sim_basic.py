@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pytest
 
+from picodaq_ioc.config.backend import make_backend
 from picodaq_ioc.config.schema import Config, DeviceSection, SimulationSection, SourceSection
 from picodaq_ioc.scope.errors import (
     Busy,
@@ -18,7 +19,6 @@ from picodaq_ioc.scope.errors import (
     InvalidConfig,
     ScopeError,
 )
-from picodaq_ioc.scope.factory import make_backend
 from picodaq_ioc.scope.sim import SimScope
 from picodaq_ioc.scope.types import (
     ChannelConfig,
@@ -55,7 +55,10 @@ def take(sc, n=1):
 
 
 def test_protocol_and_default_construction():
-    sc = SimScope()
+    # the simulation parameters come from the configuration (the scope layer has no defaults
+    # of its own); the device defaults to a 2000a
+    sc = SimScope(SimulationSection(sources=[SourceSection(kind="muon", channels=["A"], rate=10.0,
+                                                           amplitude=-0.04, decay_fraction=0.01)]))
     assert isinstance(sc, ScopeBackend)
     info = sc.open()
     assert info.family == "2000a" and info.driver == "sim"

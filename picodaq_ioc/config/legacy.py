@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .loader import _MISSING, ConfigError, key_repr, read_mapping
+from .errors import _MISSING, ConfigError, key_repr
+from .files import read_mapping
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import Any
 from ..scope import models
 from ..scope.errors import InvalidConfig
 from .convert import record_samples
-from .loader import _MISSING, ConfigError, _loc_to_key, _rescale_allowed
+from .errors import _MISSING, ConfigError, _loc_to_key, _rescale_allowed
 from .schema import Config
 
 

@@ -8,184 +8,24 @@ offending value and what is allowed.  No other exception escapes :func:`load_con
 from __future__ import annotations
 
 import difflib
-import json
 import logging
 import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
+from .errors import _MISSING, ConfigError, _loc_to_key, _rescale_allowed
+from .files import read_mapping
 from .schema import ALLOWED_SEP, Config
 
 log = logging.getLogger(__name__)
 
-_MISSING: Any = object()
-
-
-class ConfigError(Exception):
-    """A configuration that cannot be used, with the details a user needs to fix it.
-
-    Attributes
-    ----------
-    path : str or None
-        The file the problem is in.
-    key : str or None
-        Key path, e.g. ``channels.A.range`` or ``ChanRanges[1]``.
-    value : Any
-        The offending value (``None`` when there is none, e.g. a missing file).
-    allowed : str or None
-        What is allowed, in words (enum values, limits, a "did you mean" suggestion).
-    problem : str
-        The bare description of the problem.
-    """
-
-    def __init__(
-        self,
-        problem: str,
-        *,
-        path: str | Path | None = None,
-        key: str | None = None,
-        value: Any = _MISSING,
-        allowed: str | None = None,
-        more: int = 0,
-    ) -> None:
-        self.problem = problem
-        self.more = more
-        self.path = None if path is None else str(path)
-        self.key = key
-        self.has_value = value is not _MISSING
-        self.value = None if value is _MISSING else value
-        self.allowed = allowed
-        super().__init__(self.message)
-
-    @property
-    def message(self) -> str:
-        parts = []
-        if self.path:
-            parts.append(f"{self.path}:")
-        if self.key:
-            parts.append(f"{self.key}:")
-        parts.append(self.problem)
-        text = " ".join(parts)
-        if self.has_value:
-            text += f" (got {_show(self.value)})"
-        if self.allowed:
-            text += f"; allowed: {self.allowed}"
-        if self.more:
-            text += f" [{self.more} more problem{'s' if self.more > 1 else ''} after fixing this]"
-        # always one line, whatever odd characters a key or value holds
-        return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-    def __str__(self) -> str:
-        return self.message
-
-
-def _show(value: Any, limit: int = 80) -> str:
-    try:
-        text = repr(value)
-    except Exception:  # pragma: no cover - exotic objects
-        text = f"<{type(value).__name__}>"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 # --------------------------------------------------------------------------- file reading
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads ``1e-9`` / ``100E3`` as floats (YAML 1.2 style; PyYAML's
-    YAML 1.1 resolver needs a dot, and picoDAQ files write ``sampleTime: 10E-6``)."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
-
-
-def read_mapping(path: str | Path) -> dict[str, Any]:
-    """Read a YAML (.yaml/.yml) or JSON (.json) file whose top level must be a mapping.
-
-    Any other extension is parsed as YAML (JSON is valid YAML 1.2 for practical purposes).
-
-    Raises
-    ------
-    ConfigError
-        File missing or unreadable, syntax error (with line/column), top level not a mapping.
-    """
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("file not found", path=p) from None
-    except IsADirectoryError:
-        raise ConfigError("is a directory, not a configuration file", path=p) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read file ({exc.__class__.__name__}: {exc})", path=p) from None
-    suffix = p.suffix.lower()
-    if suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(
-                f"JSON syntax error at line {exc.lineno}, column {exc.colno}: {exc.msg}", path=p
-            ) from None
-    else:
-        try:
-            data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-            what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            raise ConfigError(f"YAML syntax error{where}: {what}", path=p) from None
-        except Exception as exc:  # e.g. RecursionError on pathological nesting
-            raise ConfigError(f"cannot parse file ({exc.__class__.__name__})", path=p) from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(
-            "the top level must be a mapping of keys to values",
-            path=p,
-            value=type(data).__name__,
-            allowed="a YAML/JSON mapping such as 'device: {...}' or picoDAQ keys 'PSmodel: 2000a'",
-        )
-    bad = [k for k in data if not isinstance(k, str)]
-    if bad:
-        raise ConfigError("keys must be strings", path=p, value=bad[0])
-    return data
-
-
 # --------------------------------------------------------------------------- validation errors
-
-
-_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_\-\[\]]+$")
-
-
-def key_repr(part: Any) -> str:
-    """A key as shown in messages: bare if plain, quoted (repr) if it holds odd characters."""
-    s = str(part)
-    return s if _PLAIN_KEY.match(s) else repr(s)
-
-
-def _loc_to_key(loc: Sequence[Any]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + key_repr(part)
-    return out
 
 
 def _model_at(loc: Sequence[Any]) -> type[BaseModel] | None:
@@ -362,18 +202,6 @@ def _lookup_keymap(keymap: Mapping[tuple, Any], loc: tuple) -> Any:
         if lk is not None:
             return lk
     return None
-
-
-def _rescale_allowed(allowed: str, scale: float, unit: str) -> str:
-    out = []
-    for tok in allowed.split(" "):
-        try:
-            v = float(tok)
-        except ValueError:
-            out.append(tok)
-            continue
-        out.append(f"{v / scale:g}")
-    return " ".join(out) + (f" {unit}" if unit else "")
 
 
 # --------------------------------------------------------------------------- public API

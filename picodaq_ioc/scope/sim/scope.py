@@ -42,7 +42,6 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ...config.schema import DeviceSection, SimulationSection, SourceSection
 from .. import models
 from ..errors import Busy, DeviceDisconnected, DeviceNotFound, InvalidConfig, ScopeError
 from ..types import (
@@ -58,6 +57,7 @@ from ..types import (
     TriggerConfig,
     WaveType,
 )
+from .params import DeviceParams, SimDevice, SimulationParams, SourceSection
 from .render import add_noise, add_pulse_rows, add_pulses, digitise
 from .siggen import SigGen
 from .sources import PulseStream, make_stream
@@ -107,11 +107,6 @@ class SimTruth:
 
 
 PULSE_DTYPE = np.dtype([("t", "f8"), ("amp", "f8"), ("ch", "i2"), ("aux", "i4"), ("source", "i2")])
-
-
-def _default_simulation() -> SimulationSection:
-    return SimulationSection(sources=[SourceSection(kind="muon", channels=["A"], rate=10.0,
-                                                    amplitude=-0.04, decay_fraction=0.01)])
 
 
 def _rng(seed: int, key: int) -> np.random.Generator:
@@ -168,21 +163,21 @@ class SimScope:
 
     Parameters
     ----------
-    simulation : SimulationSection, optional
-        Seed, pacing, noise, dead times and sources. Default: one muon source on channel A
-        (10 Hz, -40 mV, 1 % decays), seed 1, paced to the wall clock.
-    device : DeviceSection, optional
-        Model family/variant, serial and resolution. Default: a 2000a.
+    simulation : SimulationParams
+        Seed, pacing, noise, dead times and sources (the configuration's ``simulation``
+        section; see :mod:`picodaq_ioc.scope.sim.params`).
+    device : DeviceParams, optional
+        Model family/variant, serial and resolution (the ``device`` section). Default: a 2000a.
     keep_truth : bool
         Keep arrays of true trigger, candidate and pulse times in :attr:`truth`.
     power_fault : bool
         ``open()`` fails like a unit without its external power supply.
     """
 
-    def __init__(self, simulation: SimulationSection | None = None, device: DeviceSection | None = None,
+    def __init__(self, simulation: SimulationParams, device: DeviceParams | None = None,
                  *, keep_truth: bool = False, power_fault: bool = False):
-        self.sim = simulation if simulation is not None else _default_simulation()
-        self.dev = device if device is not None else DeviceSection()
+        self.sim = simulation
+        self.dev = device if device is not None else SimDevice()
         self.family = models.get_family(self.dev.model).family
         self.variant = self.dev.variant
         self.model = models.get_model(self.family, self.variant)

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...config.schema import SourceSection
 from ..types import CHANNEL_NAMES
+from .params import SourceSection
 
 
 @dataclass(frozen=True)

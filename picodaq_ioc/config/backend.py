@@ -1,12 +1,13 @@
-"""Choose and build the scope backend named by the configuration."""
+"""Choose and build the scope backend named by the configuration (config uses scope, never
+the other way round: the backends know nothing of the configuration file)."""
 
 from __future__ import annotations
 
 import importlib
 
-from ..config.schema import Config
-from .errors import DriverNotAvailable
-from .types import ScopeBackend
+from ..scope.errors import DriverNotAvailable
+from ..scope.types import ScopeBackend
+from .schema import Config
 
 
 def make_backend(config: Config, *, keep_truth: bool = False) -> ScopeBackend:
@@ -23,7 +24,7 @@ def make_backend(config: Config, *, keep_truth: bool = False) -> ScopeBackend:
     """
     kind = config.device.backend
     if kind == "sim":
-        from .sim import SimScope
+        from ..scope.sim import SimScope
 
         return SimScope(config.simulation, config.device, keep_truth=keep_truth)
     if kind == "picoscope":
