@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from ..scope import models
+from ..scope import models, resolve
 from .convert import scope_settings
 from .loader import ConfigError, load_config
 from .schema import Config
@@ -66,7 +66,7 @@ def applied_settings(cfg: Config) -> dict[str, Any]:
             "offset_v": cc.offset_v,
         }
     n = tb.n_samples
-    n_pre = int(round(n * tb.pretrigger_fraction))
+    n_pre = resolve.pre_trigger_samples(m, n, tb.pretrigger_fraction)  # the backends' rule
     trig: dict[str, Any] = {
         "enabled": tr.enabled,
         "source": tr.source,
@@ -76,8 +76,10 @@ def applied_settings(cfg: Config) -> dict[str, Any]:
         "auto_trigger_s": tr.auto_trigger_s,
     }
     if tr.enabled and tr.source in ch_out and ch_out[tr.source]["range_v"]:
-        r = ch_out[tr.source]["range_v"]
-        trig["level_adc"] = int((tr.threshold_v + chans[tr.source].offset_v) / (r / max_code))
+        src = resolve.channel(dev.model, tr.source, chans[tr.source], variant=dev.variant)
+        code = resolve.trigger_code(tr.threshold_v, src, max_code, name=tr.source)  # rounded, as applied
+        trig["level_adc"] = code
+        trig["level_applied_v"] = resolve.trigger_level_v(code, src, max_code)
     return {
         "file": cfg.source_file,
         "backend": dev.backend,

@@ -98,8 +98,9 @@ class FakeUnit:
         f = self.family
         if timebase < 0:
             return None
-        if f == "ps2000a":
-            if self.variant in ("2206", "2206A", "2206B", "2205AMSO", "2405A"):
+        if f == "ps2000a" or (f == "ps3000a" and self.variant[:4] in ("3204", "3205", "3206")):
+            # 500 MS/s units (3204A-3206A/B: like the 2206B), the rest below: 1 GS/s
+            if f == "ps3000a" or self.variant in ("2206", "2206A", "2206B", "2205AMSO", "2405A"):
                 return 2.0**timebase / 5e8 if timebase < 3 else (timebase - 2) / 62.5e6
             return 2.0**timebase / 1e9 if timebase < 3 else (timebase - 2) / 125e6
         if f == "ps4000":

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from .. import models
+from .. import models, resolve
 from ..errors import DeviceDisconnected, InvalidConfig, ScopeError
 from ..types import (
     Applied,
@@ -50,14 +50,6 @@ from .status import CODE_FIELDS, map_error
 T = TypeVar("T")
 
 _AUTO_MS_MAX = 32767  # the auto-trigger time is an int16 number of ms in every simple-trigger API
-
-
-def _refield(exc: InvalidConfig, prefix: str) -> InvalidConfig:
-    """The same error with its field put under ``prefix`` (``range`` -> ``channels.A.range``)."""
-    field = exc.field or ""
-    if not field.startswith(prefix):
-        field = f"{prefix}.{field}" if field else prefix
-    return InvalidConfig(str(exc), field=field, allowed=exc.allowed, driver_code=exc.driver_code)
 
 
 class PicoScopeBackend:
@@ -197,7 +189,7 @@ class PicoScopeBackend:
             try:
                 bits = models.validate_resolution(spec.family, bits, variant=variant)
             except InvalidConfig as exc:
-                raise _refield(exc, "device") from None
+                raise resolve.refield(exc, "device") from None
             self._apply_resolution(bits)
             info = models.scope_info(spec.family, variant, serial=unit_serial, driver=spec.lib, bits=bits)
             self._info = replace(info, channels=channels_of_variant(variant, info.channels))
@@ -230,7 +222,7 @@ class PicoScopeBackend:
         try:
             b = models.validate_resolution(self._spec.family, bits, variant=self._variant)
         except InvalidConfig as exc:
-            raise _refield(exc, "device") from None
+            raise resolve.refield(exc, "device") from None
         self._bits_req = b
         if self._ps is not None:
             self._call(self._do_set_resolution, b)
@@ -320,72 +312,42 @@ class PicoScopeBackend:
         chans: dict[str, ChannelConfig] = {}
         for ch in info.channels:
             cfg = channels.get(ch, ChannelConfig(enabled=False))
+            if cfg.enabled:
+                chans[ch] = resolve.channel(fam, ch, cfg, variant=var)
+                continue
+            # a disabled channel: the driver still gets a valid range and coupling (driver-specific)
             try:
-                if cfg.enabled:
-                    rng = models.snap_range(fam, cfg.range_v, variant=var, channel=ch)
-                    coupling = models.validate_coupling(fam, cfg.coupling, rng, variant=var, channel=ch)
-                    off = models.validate_offset(fam, rng, cfg.offset_v, variant=var, channel=ch)
-                else:
-                    try:
-                        rng = models.snap_range(fam, cfg.range_v, variant=var)
-                    except InvalidConfig:
-                        rng = info.ranges_v[-1]
-                    coupling = cfg.coupling if cfg.coupling in info.couplings else Coupling.DC
-                    off = 0.0
-            except InvalidConfig as exc:
-                raise _refield(exc, f"channels.{ch}") from None
-            chans[ch] = ChannelConfig(enabled=cfg.enabled, coupling=coupling, range_v=rng, offset_v=off)
+                rng = models.snap_range(fam, cfg.range_v, variant=var)
+            except InvalidConfig:
+                rng = info.ranges_v[-1]
+            coupling = cfg.coupling if cfg.coupling in info.couplings else Coupling.DC
+            chans[ch] = ChannelConfig(enabled=False, coupling=coupling, range_v=rng, offset_v=0.0)
         enabled = [c for c, cfg in chans.items() if cfg.enabled]
         if not enabled:
             raise InvalidConfig("no channel is enabled", field="channels",
                                 allowed=f"enable at least one of {', '.join(info.channels)}")
 
-        n = int(timebase.n_samples)
-        n_seg = int(timebase.n_segments)
-        if n < 2:
-            raise InvalidConfig(f"{n} samples per capture", field="timebase.samples", allowed=">= 2")
-        if n_seg < 1 or (n_seg > 1 and not info.supports_rapid_block) or n_seg > info.max_segments:
-            allowed = "1 (no rapid block on this model)" if not info.supports_rapid_block \
-                else f"1 .. {info.max_segments}"
-            raise InvalidConfig(f"{n_seg} rapid-block segments", field="timebase.segments", allowed=allowed)
-        pre = float(timebase.pretrigger_fraction)
-        if not 0.0 <= pre < 1.0:
-            raise InvalidConfig(f"pre-trigger fraction {pre:g}", field="timebase.pretrigger",
-                                allowed="0 <= pretrigger < 1")
-        if pre > 0 and not info.supports_pretrigger:
-            raise InvalidConfig(
-                f"pre-trigger fraction {pre:g}: the {info.model} ({spec.lib} driver) records only after the "
-                "trigger", field="timebase.pretrigger", allowed="0 (no pre-trigger on this model)")
-        n_pre = int(round(n * pre)) if info.supports_pretrigger else 0
-        n_pre = min(n_pre, n - 1)
+        # the rulebook (shared with the simulator and --check)
+        m = models.get_model(fam, var)
+        n = resolve.n_samples(timebase.n_samples)
+        n_seg = resolve.n_segments(m, timebase.n_segments)
+        n_pre = resolve.pre_trigger_samples(m, n, timebase.pretrigger_fraction)
         try:
             tb_index, dt_est = models.quantise_interval(fam, timebase.sample_interval_s, variant=var,
                                                         bits=self._bits, n_channels=len(enabled))
         except InvalidConfig as exc:
-            raise _refield(exc, "timebase") if exc.field == "sample_interval" else exc from None
+            raise resolve.refield(exc, "timebase") if exc.field == "sample_interval" else exc from None
 
         # trigger
         trig_args: tuple[int, ...]
         thr_adc = 0
         if trigger.enabled:
-            try:
-                src = models.validate_trigger_source(fam, trigger.source, variant=var)
-            except InvalidConfig as exc:
-                raise InvalidConfig(str(exc), field="trigger.source",
-                                    allowed=", ".join(enabled)) from None
-            if src not in enabled:
-                raise InvalidConfig(f"trigger source {src} is not an enabled channel", field="trigger.source",
-                                    allowed=", ".join(enabled))
+            src = resolve.trigger_source(fam, trigger.source, chans, variant=var)
             direction = Direction(trigger.direction).value
             if direction not in spec.threshold_directions:
                 raise InvalidConfig(f"trigger direction {direction} is not supported by the {spec.lib} driver",
                                     field="trigger.direction", allowed=", ".join(spec.threshold_directions))
-            c = chans[src]
-            thr_adc = int(round((trigger.threshold_v + c.offset_v) / c.range_v * self._max_adc))
-            if abs(thr_adc) > self._max_adc:
-                lo, hi = -c.range_v - c.offset_v, c.range_v - c.offset_v
-                raise InvalidConfig(f"trigger level {trigger.threshold_v:g} V is outside channel {src}'s "
-                                    f"range", field="trigger.level", allowed=f"{lo:g} .. {hi:g} V")
+            thr_adc = resolve.trigger_code(trigger.threshold_v, chans[src], self._max_adc, name=src)
             auto_s = trigger.auto_trigger_s or 0.0
             auto_ms = int(round(auto_s * 1e3))
             if auto_s < 0 or auto_ms > _AUTO_MS_MAX or (auto_s > 0 and auto_ms == 0):

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .. import models
+from .. import models, resolve
 from ..errors import Busy, DeviceDisconnected, DeviceNotFound, InvalidConfig, ScopeError
 from ..types import (
     CHANNEL_NAMES,
@@ -398,36 +398,16 @@ class SimScope:
             if not req.enabled:
                 out[name] = req
                 continue
-            try:
-                rng_v = models.snap_range(fam, req.range_v, variant=var, channel=name)
-                cpl = models.validate_coupling(fam, req.coupling, rng_v, variant=var, channel=name)
-                off = models.validate_offset(fam, rng_v, req.offset_v, variant=var, channel=name)
-            except InvalidConfig as e:
-                raise InvalidConfig(str(e), field=f"channels.{name}.{e.field}", allowed=e.allowed) from None
-            out[name] = ChannelConfig(enabled=True, coupling=cpl, range_v=rng_v, offset_v=off)
+            out[name] = resolve.channel(fam, name, req, variant=var)
         enabled = [c for c, v in out.items() if v.enabled]
         if not enabled:
             raise InvalidConfig("no channel is enabled", field="channels",
                                 allowed=f"at least one of {', '.join(m.channels)}")
         tb = timebase
-        if int(tb.n_samples) < 2:
-            raise InvalidConfig(f"samples must be at least 2, got {tb.n_samples}", field="timebase.samples",
-                                allowed=">= 2")
-        if not (0.0 <= float(tb.pretrigger_fraction) <= 1.0):
-            raise InvalidConfig(f"pre-trigger fraction {tb.pretrigger_fraction} outside 0..1",
-                                field="timebase.pretrigger", allowed="0 .. 1")
-        if tb.pretrigger_fraction > 0 and not m.supports_pretrigger:
-            raise InvalidConfig(f"the {fam} has no pre-trigger (pico-python runBlock)",
-                                field="timebase.pretrigger", allowed="0")
-        nseg = int(tb.n_segments)
-        if nseg < 1 or (nseg > 1 and not m.supports_rapid_block):
-            raise InvalidConfig(f"{nseg} segments: the {fam} has no rapid block" if nseg > 1
-                                else "segments must be >= 1", field="timebase.segments",
-                                allowed="1" if not m.supports_rapid_block else f"1 .. {m.max_segments}")
-        if nseg > m.max_segments:
-            raise InvalidConfig(f"{nseg} segments exceed the {fam}'s maximum", field="timebase.segments",
-                                allowed=f"1 .. {m.max_segments}")
-        n = int(tb.n_samples)
+        # the rulebook (shared with the PicoScope backend and --check), then the simulator's own limits
+        n = resolve.n_samples(tb.n_samples)
+        nseg = resolve.n_segments(m, tb.n_segments)
+        n_pre = resolve.pre_trigger_samples(m, n, tb.pretrigger_fraction)
         if n * nseg * len(enabled) > m.memory_samples:
             raise InvalidConfig(
                 f"{n} samples x {nseg} segments x {len(enabled)} channels exceed the memory of the {fam}",
@@ -439,24 +419,15 @@ class SimScope:
         except InvalidConfig as e:
             raise InvalidConfig(str(e), field=f"timebase.{e.field}" if e.field != "channels" else "channels",
                                 allowed=e.allowed) from None
-        n_pre = min(int(round(n * float(tb.pretrigger_fraction))), n - 1)
         tr = trigger
         if tr.enabled:
-            src = models.validate_trigger_source(fam, tr.source, variant=var)
-            if src not in enabled:
-                raise InvalidConfig(f"trigger source {src} is not an enabled channel",
-                                    field="trigger.source", allowed=", ".join(enabled))
+            src = resolve.trigger_source(fam, tr.source, out, variant=var)
             try:
                 Direction(tr.direction)
             except ValueError:
                 raise InvalidConfig(f"trigger direction {tr.direction!r} unknown", field="trigger.direction",
                                     allowed=", ".join(d.value for d in Direction)) from None
-            c = out[src]
-            if abs(tr.threshold_v + c.offset_v) > c.range_v * (1 + 1e-9):
-                raise InvalidConfig(
-                    f"trigger level {tr.threshold_v:g} V is outside the ±{c.range_v:g} V range of channel {src}"
-                    f" (offset {c.offset_v:g} V)", field="trigger.level",
-                    allowed=f"{-c.range_v - c.offset_v:g} .. {c.range_v - c.offset_v:g} V")
+            resolve.trigger_code(tr.threshold_v, out[src], models.max_adc(fam, self.bits, variant=var), name=src)
             if tr.delay_samples < 0 or tr.delay_samples > MAX_DELAY_FACTOR * n:
                 raise InvalidConfig(f"trigger delay {tr.delay_samples} samples out of range",
                                     field="trigger.delay",
@@ -502,8 +473,7 @@ class SimScope:
             self._tch = ch
             self._tslot = int(self._slot[ch])
             rng_v = a.channels[tr.source].range_v
-            off = a.channels[tr.source].offset_v
-            self._level = int(round((tr.threshold_v + off) * a.max_adc / rng_v))
+            self._level = resolve.trigger_code(tr.threshold_v, a.channels[tr.source], a.max_adc)
             self._hyst = self.model.trigger_hysteresis_lsb * self._step
             hyst_v = self._hyst * rng_v / a.max_adc
             self._hyst_v = hyst_v
