@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from caproto import AlarmSeverity, AlarmStatus
 from caproto.server import PVGroup, SubGroup
@@ -39,6 +39,9 @@ from .groups.trigger import make_trigger_group
 from .groups.waveform import WaveformGroup
 from .publisher import Frame, WaveformPublisher
 from .pvspec import fill_record_fields, write_if_changed
+
+if TYPE_CHECKING:
+    from ..analysis.runner import AnalysisRunner
 
 log = logging.getLogger("picodaq_ioc.ioc")
 
@@ -74,7 +77,8 @@ class PicoDAQIOC(PVGroup):
         #: ``async fn(summary)`` called when a run ended, after the final figures were shown
         #: (summary writers)
         self.run_end_hooks: list[Callable[[RunSummary], Awaitable[None]]] = []
-        self.runner: Any = None
+        #: the session's analysis runner (the session owns it and subscribes it to the run events)
+        self.runner: AnalysisRunner | None = None
         #: ``fn(frame)`` called after each published event (the PV Access ``Frame`` PV)
         self.frame_listeners: list[Any] = []
         #: the PV Access mirror (:class:`~picodaq_ioc.ioc.pva.PvaMirror`) when ``--pva``, else None

@@ -21,9 +21,9 @@ import dataclasses
 import functools
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..daq.accounting import RunSummary
 from ..daq.events import RunState, RunStats
@@ -31,6 +31,9 @@ from ..daq.lifecycle import RunCallbacks, RunStart
 from ..daq.settings import Change, Outcome, Settings
 from ..scope.errors import InvalidConfig, ScopeError
 from ..scope.types import Applied, ChannelConfig, SigGenConfig, TimebaseConfig, TriggerConfig
+
+if TYPE_CHECKING:
+    from ..session import DaqSession
 
 log = logging.getLogger("picodaq_ioc.ioc")
 
@@ -45,7 +48,7 @@ class PutRefused(ValueError):
 class Stage:
     """Changes collected by :meth:`Controller.staged` (applied together by :meth:`Controller.commit`)."""
 
-    controller: Any
+    controller: Controller
     changes: list[Change] = dataclasses.field(default_factory=list)
 
     @property
@@ -82,7 +85,7 @@ class Controller:
         Settings whose ring (slots x enabled channels x samples x int16) would be larger are refused.
     """
 
-    def __init__(self, session: Any, *, max_ring_bytes: int = 1 << 30) -> None:
+    def __init__(self, session: DaqSession, *, max_ring_bytes: int = 1 << 30) -> None:
         self.session = session
         self.bm = session.bm
         self.info = session.info
@@ -439,7 +442,7 @@ class Controller:
                     raise PutRefused(f"Pause: {explain(ex)}") from ex
 
     # ---------------------------------------------------------------- shutdown
-    def shutdown(self, timeout: float = 10.0) -> Any:
+    def shutdown(self, timeout: float = 10.0) -> RunSummary | None:
         """Stop a run (writing the summary) and close the session. Thread-safe, idempotent."""
         if self.closed:
             return self.last_summary
@@ -459,6 +462,6 @@ class Controller:
         return summary
 
 
-def _steps(changes: Any) -> tuple:
+def _steps(changes: Iterable[Change]) -> tuple:
     """The steps of ``changes`` in order (one atomic change)."""
     return tuple(step for c in changes for step in c.steps)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from caproto import SkipWrite
 from caproto.server import PVGroup
 
 from ...scope.types import Applied
+
+if TYPE_CHECKING:
+    from ..controller import Controller
 
 
 class PicoGroup(PVGroup):
@@ -21,13 +24,13 @@ class PicoGroup(PVGroup):
         return g
 
     @property
-    def ctl(self) -> Any:
+    def ctl(self) -> Controller:
         ctl = getattr(self.root, "ctl", None)
         if ctl is None:
             raise RuntimeError("the IOC has no device session (definition-only instance)")
         return ctl
 
-    async def show_requested(self, ctl: Any) -> None:
+    async def show_requested(self, ctl: Controller) -> None:
         """Write the setpoints from the controller's requested settings (no putters)."""
 
     async def show_applied(self, applied: Applied) -> None:
