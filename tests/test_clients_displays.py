@@ -286,7 +286,8 @@ def test_histograms_show_spectra_and_lifetime_fit(ioc, close_after):
 
     hs = Histograms(PREFIX)
     close_after(hs)
-    caput("Acquire", 1, wait=False)
+    caput("NumEvents", 0)
+    caput("Acquire", 1)  # completes when the run started and its (reset) analysis PVs are shown
     # run until the live fit has a lifetime (muon decays in the simulated water tank)
     assert wait_for(lambda: np.isfinite(caget("Pulse:Lifetime_RBV")) and caget("Pulse:FitEntries_RBV") >= 10,
                     90)

@@ -168,8 +168,33 @@ class AnalysisRunner:
             return self._run
 
     def run_started(self, run: RunStart) -> None:
-        """Run listener: the buffer manager started run ``run`` (before its first event)."""
-        self.begin_run(run.start_time)
+        """Run listener: the buffer manager started run ``run`` (before its first event).
+
+        The modules start now (not at the first batch), so their results belong to the new
+        run from its start: a client never reads the previous run's figures as this run's."""
+        info = self.begin_run(run.start_time)
+        applied = self.bm.applied if self.bm is not None else None
+        if applied is not None:
+            for name in self.modules:
+                self._start(name, applied, info)
+
+    def _start(self, name: str, applied: Any, run: RunInfo) -> bool:
+        """``start`` module ``name`` for ``run`` with ``applied``; False when it raised."""
+        st = self._state[name]
+        with self._lock:
+            new_run = st.run is not run
+            st.run, st.generation, st.failed = run, applied.config_generation, False
+            if new_run:
+                st.last_event, st.batches, st.events = None, 0, 0
+                st.started = False
+                self.errors.pop(name, None)
+        try:
+            self.modules[name].start(applied, run)
+        except Exception as exc:
+            self._fail(name, "start", exc)
+            return False
+        st.started = True
+        return True
 
     def run_ended(self, summary: RunSummary) -> None:  # noqa: ARG002 - the runner writes its own
         """Run listener: the run ended and its events were processed; finish the modules."""
@@ -244,20 +269,8 @@ class AnalysisRunner:
             if run is None:
                 run = self._run = self._new_run(None)
             need_start = st.run is not run or st.generation != gen
-            if need_start:
-                new_run = st.run is not run
-                st.run, st.generation, st.failed = run, gen, False
-                if new_run:
-                    st.last_event, st.batches, st.events = None, 0, 0
-                    st.started = False
-                    self.errors.pop(name, None)
-        if need_start:
-            try:
-                m.start(batch.applied, run)
-                st.started = True
-            except Exception as exc:
-                self._fail(name, "start", exc)
-                return
+        if need_start and not self._start(name, batch.applied, run):
+            return
         if st.failed:
             st.last_event = int(batch.event_number[-1])
             return
