@@ -919,7 +919,10 @@ class SimScope:
         pre_t = p * dt
         span = post + rearm
         total_rate = sum(st.rate * len(st.channels) for st in self._trig_streams)
-        cap = max(3600.0, 2e7 / total_rate) if total_rate > 0 else 0.0
+        # without auto-trigger, a level no pulse reaches is searched for at most 1e6 source pulses
+        # (or 60 s) ahead, then the capture never completes (as on the scope); more would cost
+        # seconds of CPU and GBs under the simulator's lock (2e7 pulses: 2.6 GB, seen in the CA fuzz)
+        cap = max(60.0, 1e6 / total_rate) if total_rate > 0 else 0.0
         t_c = min(self.truth.t_consumed, t_arm)
         horizon = t_arm + nseg * (span + pre_t) + (4.0 * nseg + 4.0) / max(total_rate, 1e-300)
         if math.isfinite(auto):
