@@ -297,6 +297,9 @@ async def serve(group, interfaces: list[str], summary_path: str | None, ca_limit
     group.publisher.stop()
     was_running = ctl.state.value in ("Running", "Paused")
     summary = await asyncio.to_thread(ctl.shutdown)
+    if summary is not None:  # the run-end hooks (its summary record) come before the shutdown record
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(ctl.run_end(summary.run_id), 10.0)
     runner = getattr(group, "runner", None)
     if runner is not None and hasattr(runner, "close"):
         try:

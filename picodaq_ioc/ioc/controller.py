@@ -340,6 +340,18 @@ class Controller:
                 await self._notify(self.applied)  # the setpoints show the request in force again
             raise
 
+    # ---------------------------------------------------------------- ring size
+    async def resize(self, n: int) -> int:
+        """``Buffer:Size``: change the ring slots (refused above the memory limit)."""
+        async with self.lock:
+            self.check_memory("Buffer:Size", n_buffers=int(n))
+            try:
+                await self.call(self.session.resize, int(n))
+            except (InvalidConfig, ValueError, RuntimeError) as ex:
+                raise PutRefused(f"Buffer:Size: {explain(ex)}") from ex
+            self.n_buffers = int((await self.stats()).n_buffers)
+            return self.n_buffers
+
     # ---------------------------------------------------------------- run lifecycle
     def _to_loop(self, kind: str, obj: Any) -> None:
         """Buffer-manager listener (its threads): hand a run event to the event loop, in order."""
