@@ -166,7 +166,7 @@ class DaqSession:
             settings = _scope_settings(cfg)
             bm = BufferManager(backend, n_buffers=cfg.buffer.n_buffers, rate_window=rate_window, log=log,
                                log_file=cfg.buffer.log_file, log_time=cfg.buffer.log_time,
-                               serial=cfg.device.serial)
+                               serial=cfg.device.serial, log_dir=cfg.output_dir)
             bm.configure(*settings)
         except BaseException:
             backend.close()

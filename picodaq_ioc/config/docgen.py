@@ -23,6 +23,7 @@ from .schema import (
     BufferSection,
     ChannelSection,
     DeviceSection,
+    Hdf5Section,
     IocSection,
     SigGenSection,
     SimulationSection,
@@ -45,6 +46,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("simulation.sources[]", SourceSection),
     ("analysis[]", AnalysisSection),
     ("ioc", IocSection),
+    ("hdf5", Hdf5Section),
 ]
 
 

@@ -10,6 +10,8 @@ Native YAML/JSON layout::
     siggen:     {enabled: false, waveform: Sine, frequency: 1e5, amplitude: 0.4, offset: 0,
                  sweep: UpDown, stop_frequency: null, dwell_time: null}
     buffer:     {n_buffers: 16, log_file: null, verbose: 1, log_time: 60}
+    hdf5:       {file_path: "", file_name: picodaq, num_capture: 0, compression: none, ...}
+    output_dir: runs
     simulation: {seed: 1, realtime: true, noise_rms: 0.5e-3, sources: [...]}
     analysis:   [{module: pulse, ...}, ...]
 
@@ -220,6 +222,41 @@ class BufferSection(_Strict):
     log_time: float = Field(default=60.0, gt=0.0, le=86400.0, description="s between periodic rate log lines")
 
 
+class Hdf5Section(_Strict):
+    """HDF5 file writer (areaDetector NDFileHDF5 names; the same as the ``HDF:*`` PVs)."""
+
+    file_path: str = Field(default="", description="directory of the files (`HDF:FilePath`); "
+                           "empty = the output directory")
+    file_name: str = Field(default="picodaq", description="base name (`HDF:FileName`)")
+    file_number: int = Field(default=1, ge=0, le=2**31 - 1, description="number of the next file (`HDF:FileNumber`)")
+    file_template: str = Field(default="%s%s_%3.3d.h5",
+                               description="printf template of (path, name, number) (`HDF:FileTemplate`)")
+    auto_increment: bool = Field(default=True, description="file_number + 1 after each file (`HDF:AutoIncrement`)")
+    num_capture: int = Field(default=0, ge=0, le=2**31 - 1,
+                             description="events per file, 0 = until stopped or the run ends (`HDF:NumCapture`)")
+    compression: Literal["none", "lz4", "gzip"] = Field(
+        default="none", description="none, lz4 (needs hdf5plugin) or gzip (`HDF:Compression`)")
+    event_filter: Literal["all", "accepted", "double"] = Field(
+        default="all", description="all events, events accepted by the pulse module, or double pulses "
+        "(`HDF:EventFilter`)")
+    capture: bool = Field(default=False, description="start capturing when the IOC starts (`HDF:Capture`)")
+
+    @field_validator("file_template")
+    @classmethod
+    def _template(cls, v: str) -> str:
+        try:
+            v % ("", "x", 1)
+        except (TypeError, ValueError):
+            raise ValueError(f"does not format (path, name, number){ALLOWED_SEP}a printf template with "
+                             "%s %s %d, e.g. %s%s_%3.3d.h5") from None
+        return v
+
+    @field_validator("compression", "event_filter", mode="before")
+    @classmethod
+    def _lower(cls, v: Any) -> Any:
+        return v.strip().lower() if isinstance(v, str) else v
+
+
 #: keys meaningful for each source kind (others are rejected)
 SOURCE_KEYS: dict[str, frozenset[str]] = {
     "muon": frozenset({"kind", "channels", "rate", "amplitude", "amplitude_spread", "rise", "flat", "fall",
@@ -332,6 +369,9 @@ class Config(_Strict):
     simulation: SimulationSection = Field(default_factory=SimulationSection)
     analysis: list[AnalysisSection] = Field(default_factory=list)
     ioc: IocSection = Field(default_factory=IocSection)
+    hdf5: Hdf5Section = Field(default_factory=Hdf5Section)
+    output_dir: str = Field(default="runs", description="directory of the run files (analysis CSV/summary, "
+                            "HDF5 files, BMsum files); `--output-dir` overrides it")
     source_file: str | None = Field(default=None, exclude=True)
     _notices: list[str] = PrivateAttr(default_factory=list)
 

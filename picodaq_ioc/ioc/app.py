@@ -29,6 +29,7 @@ from .groups.analysis import AnalysisGroup, make_analysis_group
 from .groups.buffer import BufferGroup
 from .groups.channel import make_channel_group
 from .groups.device import DeviceGroup
+from .groups.hdf import HdfGroup
 from .groups.siggen import make_siggen_group
 from .groups.stats import StatsGroup
 from .groups.timebase import make_timebase_group
@@ -75,6 +76,8 @@ class PicoDAQIOC(PVGroup):
         self.frame_listeners: list[Any] = []
         #: the PV Access mirror (:class:`~picodaq_ioc.ioc.pva.PvaMirror`) when ``--pva``, else None
         self.pva: Any = None
+        #: the HDF5 file writer (``Hdf5Writer``) behind the ``HDF:`` PVs, set by the CLI
+        self.writer: Any = None
         #: the caproto server Context (set by the CLI): client counts for IOC:CA_CLNT_CNT
         self.server_context: Any = None
         self._last_state: RunState | None = None
@@ -121,6 +124,8 @@ class PicoDAQIOC(PVGroup):
             for g in self.setting_groups():
                 await g.show_requested(ctl)
             await self.buffer.show_requested(ctl)
+            if self.writer is not None:
+                await self.hdf.start(self.writer)
             applied = ctl.applied
             if applied is not None:
                 await self.show_applied(applied)
@@ -375,12 +380,13 @@ def build_ioc_class(info: ScopeInfo, *, max_samples: int = 16384,
         "buffer": SubGroup(BufferGroup, prefix="Buffer:"),
         "stats": SubGroup(StatsGroup, prefix="Stats:"),
         "wf": SubGroup(WaveformGroup, prefix=""),
+        "hdf": SubGroup(HdfGroup, prefix="HDF:"),
     })
     seen: set[str] = set()
     analysis_attrs = []
     for i, module in enumerate(analysis_modules):
         prefix = str(module.prefix)
-        if prefix in seen or prefix in ("Trigger", "SigGen", "Buffer", "Stats", "Waveform", "IOC",
+        if prefix in seen or prefix in ("Trigger", "SigGen", "Buffer", "Stats", "Waveform", "IOC", "HDF",
                                         *info.channels):
             raise ValueError(f"analysis module prefix {prefix!r} is already used")
         seen.add(prefix)

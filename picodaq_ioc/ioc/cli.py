@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-ring-mb", type=float, default=1024.0, metavar="MB",
                    help="refuse Buffer:Size / NumSamples / channel settings whose ring needs more memory "
                         "(default 1024 MiB)")
+    p.add_argument("--output-dir", metavar="DIR",
+                   help="directory of the run files: analysis CSV/summaries, HDF5 files, BMsum files "
+                        "(overrides output_dir: of the config; default ./runs)")
     p.add_argument("--summary", metavar="FILE",
                    help="append each run's end-of-run statistics to FILE as JSON lines")
     from .ca_server import DEFAULT_MAX_CHANNELS, DEFAULT_STALL_TIMEOUT
@@ -133,6 +136,8 @@ def load(args: argparse.Namespace):
             cfg = validate_data(DEFAULT_CONFIG, "<built-in demo configuration>")
         if args.backend:
             cfg.device.backend = args.backend
+        if getattr(args, "output_dir", None):
+            cfg.output_dir = args.output_dir
     except ConfigError as ex:
         raise UserError(f"error: {ex}", 2) from None
     except Exception as ex:  # pydantic assignment errors etc.
@@ -215,7 +220,7 @@ def session_modules(session, cfg) -> tuple[list[Any], Any, Any]:
         from ..analysis.runner import AnalysisRunner
 
         try:
-            runner = AnalysisRunner(session.bm, cfg.analysis)
+            runner = AnalysisRunner(session.bm, cfg.analysis, output_dir=cfg.output_dir)
         except (ValueError, TypeError, ImportError) as ex:  # AnalysisConfigError is a ValueError
             raise UserError(f"error: analysis: {ex}", 2) from None
     if runner is None:
@@ -305,6 +310,12 @@ async def serve(group, interfaces: list[str], summary_path: str | None, ca_limit
             await asyncio.to_thread(runner.close)
         except Exception:
             log.exception("closing the analysis runner failed")
+    writer = getattr(group, "writer", None)
+    if writer is not None:
+        try:
+            await asyncio.to_thread(writer.close)
+        except Exception:
+            log.exception("closing the HDF5 writer failed")
     try:
         st = ctl.bm.stats()
     except Exception:
@@ -393,6 +404,18 @@ def run(args: argparse.Namespace) -> int:
                 await asyncio.to_thread(runner.end_run)
 
             group.run_end_hooks.append(end_analysis_run)
+        # --- HDF5 file writer (HDF:* PVs): one file per run at most, closed after the analysis
+        from ..analysis.hdf5_writer import WriterError, writer_from_config
+
+        try:
+            group.writer = writer = writer_from_config(session.bm, cfg, runner)
+        except WriterError as ex:
+            raise UserError(f"error: hdf5.capture: {ex}", 2) from None
+
+        async def close_hdf_file(old, new) -> None:  # noqa: ARG001
+            await asyncio.to_thread(writer.run_ended)
+
+        group.run_end_hooks.append(close_hdf_file)
         # --- security and reliability (issue 7): --acf, put log, autosave, --test-faults ---
         from .reliability import ReliabilityError
         from .reliability import install as install_reliability
