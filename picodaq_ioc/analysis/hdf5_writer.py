@@ -300,13 +300,15 @@ class Hdf5Writer:
         import h5py
 
         p = Path(path)
+        if "\x00" in path:
+            raise WriterError(f"cannot create {path!r}: the name contains a NUL character")
         if not p.parent.is_dir():
             raise WriterError(f"cannot create {path}: directory {p.parent} does not exist")
         if p.exists():
             raise WriterError(f"cannot create {path}: the file exists (change FileName/FileNumber)")
         try:
             return h5py.File(path, "w-", libver="latest", locking=False)
-        except (OSError, ValueError) as exc:
+        except Exception as exc:  # OSError, ValueError (NUL in the name) ...
             reason = getattr(exc, "strerror", None) or str(exc)
             if isinstance(exc, PermissionError) or "ermission" in str(exc):
                 reason = "permission denied"
