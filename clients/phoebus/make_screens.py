@@ -282,6 +282,7 @@ def main_screen(served: set[str]) -> Screen:
     s.readback_row(5, 80, "Buffer:FillLevel_RBV", "fill level %", parent=g, lw=110, rw=130)
     s.setting_row(5, 110, "Waveform:MaxRate", "max publish", parent=g, lw=110, sw=110, rw=0)
     s.readback_row(5, 135, "Waveform:Rate_RBV", "publish rate", parent=g, lw=110, rw=130)
+    s.setting_row(5, 165, "HDF:Capture", "HDF5 capture", parent=g, lw=110, sw=110, rw=130)
 
     g = s.group(420, 645, 800, 240, "Statistics")
     rows = (("Stats:Triggers_RBV", "triggers"), ("Stats:Events_RBV", "events"),
