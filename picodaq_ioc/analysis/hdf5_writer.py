@@ -53,7 +53,7 @@ from ..scope.recorded import FORMAT, FORMAT_VERSION, applied_to_dict
 from ..scope.types import Applied
 
 __all__ = ["COMPRESSIONS", "EVENT_FILTERS", "Hdf5Writer", "PulseSelector", "WriterError", "WriterSettings",
-           "WriterStatus", "full_file_name", "writer_from_config"]
+           "WriterStatus", "full_file_name", "store_results", "writer_from_config"]
 
 log = logging.getLogger("picodaq_ioc.hdf5")
 
@@ -502,7 +502,7 @@ class Hdf5Writer:
                 f.attrs["closed"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
                 f.attrs["close_reason"] = why
                 g = f.require_group("analysis")
-                _store_results(g, results)
+                store_results(g, results)
         except Exception as exc:
             self._error(f"closing {op.path} failed: {type(exc).__name__}: {exc}")
             with self._lock:
@@ -524,7 +524,7 @@ class Hdf5Writer:
         self._set_status(**kw)
 
 
-def _store_results(g: Any, results: dict[str, Any]) -> None:
+def store_results(g: Any, results: dict[str, Any]) -> None:
     """Scalars as attributes, arrays as datasets, nested mappings as subgroups."""
     for name, res in results.items():
         sub = g.require_group(str(name))
@@ -585,7 +585,7 @@ def writer_from_config(bm: Any, cfg: Any, runner: Any = None, output_dir: str | 
                               file_template=h.file_template, auto_increment=h.auto_increment,
                               num_capture=h.num_capture, compression=h.compression, event_filter=h.event_filter)
     w = Hdf5Writer(bm, settings, output_dir=output_dir or cfg.output_dir, ioc_version=version,
-                   config_json=cfg.model_dump_json(), results_fn=results, selector_factory=selector)
+                   config_json=cfg.model_dump_json(exclude_unset=True), results_fn=results, selector_factory=selector)
     if h.capture:
         w.start_capture()
     return w
