@@ -245,6 +245,10 @@ class DaqSession:
 
     # ------------------------------------------------------------------ run control
     def start(self, max_events: int | None = None) -> None:
+        replay_start = getattr(self.backend, "replay_start", None)
+        if replay_start is not None:  # a recorded file: rewind; its end ends the run
+            n = int(replay_start())
+            max_events = n if max_events is None else min(int(max_events), n)
         self.bm.start(max_events=max_events)
 
     def pause(self) -> None:

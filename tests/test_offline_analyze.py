@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
 import zipfile
 
@@ -15,6 +16,7 @@ from conftest import REPO
 from picodaq_ioc import offline
 from picodaq_ioc.analysis.hdf5_writer import Hdf5Writer, WriterSettings
 from picodaq_ioc.analysis.runner import AnalysisRunner
+from picodaq_ioc.config.convert import config_dump
 from picodaq_ioc.config.schema import Config
 from picodaq_ioc.scope.recorded import PICOCOSMO_MAX_ADC, open_recording
 from picodaq_ioc.session import DaqSession
@@ -35,7 +37,7 @@ def test_offline_analysis_of_a_recorded_run_equals_the_live_run(tmp_path, capsys
     with DaqSession.from_config(cfg) as s:
         runner = AnalysisRunner(s.bm, cfg.analysis, output_dir=cfg.output_dir)
         w = Hdf5Writer(s.bm, WriterSettings(file_path=str(tmp_path), file_name="run"),
-                       config_json=cfg.model_dump_json(exclude_unset=True))
+                       config_json=json.dumps(config_dump(cfg)))
         path = w.start_capture()
         runner.begin_run()
         s.start(max_events=1500)
@@ -114,7 +116,7 @@ def test_picocosmo_raw_zip_is_read_completely_with_its_configuration(tmp_path, c
     got = np.concatenate([c.raw for c in r.chunks(16)])
     np.testing.assert_array_equal(got, raw)  # the recorded codes come back exactly
     cfg_file = tmp_path / "cfg.yaml"
-    data = cfg.model_dump(mode="json", exclude_unset=True)
+    data = config_dump(cfg)
     cfg_file.write_text(yaml.safe_dump(data))
     rc = offline.main(["--config", str(cfg_file), "--input", str(zpath), "--output-dir", str(tmp_path / "o")])
     assert rc == 0

@@ -566,6 +566,8 @@ def writer_from_config(bm: Any, cfg: Any, runner: Any = None, output_dir: str | 
     """
     import importlib.metadata
 
+    from ..config.convert import config_dump
+
     h = cfg.hdf5
     try:
         version = importlib.metadata.version("picodaq-ioc")
@@ -585,7 +587,7 @@ def writer_from_config(bm: Any, cfg: Any, runner: Any = None, output_dir: str | 
                               file_template=h.file_template, auto_increment=h.auto_increment,
                               num_capture=h.num_capture, compression=h.compression, event_filter=h.event_filter)
     w = Hdf5Writer(bm, settings, output_dir=output_dir or cfg.output_dir, ioc_version=version,
-                   config_json=cfg.model_dump_json(exclude_unset=True), results_fn=results, selector_factory=selector)
+                   config_json=json.dumps(config_dump(cfg)), results_fn=results, selector_factory=selector)
     if h.capture:
         w.start_capture()
     return w

@@ -25,6 +25,7 @@ from .schema import (
     DeviceSection,
     Hdf5Section,
     IocSection,
+    ReplaySection,
     SigGenSection,
     SimulationSection,
     SourceSection,
@@ -47,6 +48,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("analysis[]", AnalysisSection),
     ("ioc", IocSection),
     ("hdf5", Hdf5Section),
+    ("replay", ReplaySection),
 ]
 
 

@@ -83,8 +83,9 @@ class _Strict(BaseModel):
 class DeviceSection(_Strict):
     """Which scope (or simulator) and which model family its tables come from."""
 
-    backend: Literal["sim", "picoscope"] = Field(
-        default="sim", description="`sim` (simulated scope) or `picoscope` (hardware via pico-python)")
+    backend: Literal["sim", "picoscope", "replay"] = Field(
+        default="sim", description="`sim` (simulated scope), `picoscope` (hardware via pico-python) or "
+        "`replay` (a recorded file, see `replay:`)")
     model: Family = Field(default="2000a", description="model family (driver), picoDAQ `PSmodel`")
     variant: str | None = Field(
         default=None, description="e.g. `2206B`; selects max sample rate / ranges where known")
@@ -257,6 +258,17 @@ class Hdf5Section(_Strict):
         return v.strip().lower() if isinstance(v, str) else v
 
 
+class ReplaySection(_Strict):
+    """The replay backend (``device.backend: replay``): plays a recorded file."""
+
+    input: str | None = Field(default=None, description="recorded file: picodaq-ioc HDF5, picoCosmo raw "
+                              "(.dat/.yaml) or a .zip holding one (`--input`)")
+    pacing: Literal["recorded", "rate", "fast"] = Field(
+        default="recorded", description="recorded timing, `rate` events/s, or as fast as possible")
+    rate: float = Field(default=10.0, gt=0.0, le=1e7,
+                        description="events/s for pacing `rate`; event spacing of files without times")
+
+
 #: keys meaningful for each source kind (others are rejected)
 SOURCE_KEYS: dict[str, frozenset[str]] = {
     "muon": frozenset({"kind", "channels", "rate", "amplitude", "amplitude_spread", "rise", "flat", "fall",
@@ -370,6 +382,7 @@ class Config(_Strict):
     analysis: list[AnalysisSection] = Field(default_factory=list)
     ioc: IocSection = Field(default_factory=IocSection)
     hdf5: Hdf5Section = Field(default_factory=Hdf5Section)
+    replay: ReplaySection = Field(default_factory=ReplaySection)
     output_dir: str = Field(default="runs", description="directory of the run files (analysis CSV/summary, "
                             "HDF5 files, BMsum files); `--output-dir` overrides it")
     source_file: str | None = Field(default=None, exclude=True)

@@ -74,7 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="FILE",
                    help="YAML/JSON configuration (native or picoDAQ); default: built-in demo")
     p.add_argument("--prefix", default=DEFAULT_PREFIX, help=f"PV name prefix (default {DEFAULT_PREFIX})")
-    p.add_argument("--backend", choices=("sim", "picoscope"), help="override device.backend of the config")
+    p.add_argument("--backend", choices=("sim", "picoscope", "replay"), help="override device.backend of the config")
+    p.add_argument("--input", metavar="FILE",
+                   help="replay backend: the recorded file to play (HDF5 of this IOC or picoCosmo raw/zip)")
+    p.add_argument("--replay-pacing", choices=("recorded", "rate", "fast"),
+                   help="replay backend: recorded timing (default), --replay-rate events/s, or as fast as possible")
+    p.add_argument("--replay-rate", type=float, metavar="HZ", help="replay backend: events/s for --replay-pacing rate")
     p.add_argument("--check", action="store_true",
                    help="validate the configuration, print the applied settings and exit (0 ok, 2 error)")
     p.add_argument("--list-pvs", action="store_true", help="print every PV name and exit")
@@ -138,13 +143,32 @@ def load(args: argparse.Namespace):
             cfg.device.backend = args.backend
         if getattr(args, "output_dir", None):
             cfg.output_dir = args.output_dir
+        for attr, key in (("input", "input"), ("replay_pacing", "pacing"), ("replay_rate", "rate")):
+            if getattr(args, attr, None) is not None:
+                setattr(cfg.replay, key, getattr(args, attr))
+        if cfg.device.backend == "replay":
+            cfg = replay_settings(cfg)
     except ConfigError as ex:
         raise UserError(f"error: {ex}", 2) from None
+    except UserError:
+        raise
     except Exception as ex:  # pydantic assignment errors etc.
         raise UserError(f"error: configuration: {type(ex).__name__}: {ex}", 2) from None
     for notice in getattr(cfg, "notices", []) or []:
         log.info("config: %s", notice)
     return cfg
+
+
+def replay_settings(cfg):
+    """The configuration with the recorded settings of the replay input (UserError, exit 2,
+    when the file is missing or corrupt)."""
+    from ..config.convert import replay_config
+    from ..scope.recorded import RecordingError
+
+    try:
+        return replay_config(cfg)
+    except RecordingError as ex:
+        raise UserError(f"error: replay: {ex}", 2) from None
 
 
 def make_modules(cfg) -> list[Any]:
@@ -192,10 +216,13 @@ def definition_group(cfg, prefix: str, max_samples: int, modules: Sequence[Any] 
 def open_session(cfg):
     """``DaqSession.from_config`` with one-line errors for missing drivers/devices."""
     from ..scope.errors import DeviceNotFound, DriverNotAvailable, InvalidConfig, ScopeError
+    from ..scope.recorded import RecordingError
     from ..session import DaqSession
 
     try:
         return DaqSession.from_config(cfg)
+    except RecordingError as ex:
+        raise UserError(f"error: replay: {ex}", 2) from None
     except DriverNotAvailable as ex:
         raise UserError(f"error: PicoScope driver not available: {ex}", 3) from None
     except DeviceNotFound as ex:

@@ -199,7 +199,7 @@ def _open_hdf5(p: Path) -> Recording:
 
     try:
         f = h5py.File(p, "r", swmr=True, locking=False)
-    except OSError as exc:
+    except Exception as exc:  # OSError, RuntimeError (bad superblock) ...
         raise RecordingError(f"{p}: not a readable HDF5 file: {exc}") from None
     try:
         if f.attrs.get("format") != FORMAT:
