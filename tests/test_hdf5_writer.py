@@ -74,17 +74,17 @@ def test_capture_holds_exactly_the_delivered_events_and_the_truth(tmp_path):
         raw = f["raw"][()]
         assert raw.dtype == np.int16 and raw.shape == (300, 2, 500)
         assert f["raw"].chunks == (1, 2, 500)
-        np.testing.assert_array_equal(f["events/event_number"][()], np.arange(1, 301))
+        np.testing.assert_array_equal(f["events"]["event_number"][()], np.arange(1, 301))
         np.testing.assert_array_equal(raw, rec.cat("raw")[:300])
-        np.testing.assert_array_equal(f["events/t_trigger"][()], rec.cat("t")[:300])
-        np.testing.assert_array_equal(f["events/live_time"][()], rec.cat("live")[:300])
-        assert np.all(np.diff(f["events/live_time"][()]) >= 0)
+        np.testing.assert_array_equal(f["events"]["t_trigger"][()], rec.cat("t")[:300])
+        np.testing.assert_array_equal(f["events"]["live_time"][()], rec.cat("live")[:300])
+        assert np.all(np.diff(f["events"]["live_time"][()]) >= 0)
         # trigger times = the simulator's exact threshold crossings (to the sub-sample offset)
         t_true = truth.all_trigger_times()[:300]
-        t_file = f["events/t_trigger"][()] + f["events/trigger_time_offset"][()]
+        t_file = f["events"]["t_trigger"][()] + f["events"]["trigger_time_offset"][()]
         t0 = t_true[0] - t_file[0]
         assert np.max(np.abs(t_file + t0 - t_true)) < 4e-9
-        np.testing.assert_allclose(f["events/timestamp"][()] - f["events/t_trigger"][()],
+        np.testing.assert_allclose(f["events"]["timestamp"][()] - f["events"]["t_trigger"][()],
                                    f.attrs["run_start_time"])
         a = f["raw"].attrs
         assert list(a["channels"]) == ["A", "B"]
@@ -117,9 +117,9 @@ def test_swmr_reader_follows_the_file_while_it_is_written(tmp_path):
         # the datasets exist (SWMR mode on) once the first events were written
         wait_for(lambda: w.status.num_captured > 0, T_WAIT, 0.002, "first events in the file")
         with h5py.File(path, "r", swmr=True, locking=False) as f:
-            ev = f["events/event_number"]
+            ev = f["events"]
             wait_for(lambda: ev.refresh() or ev.shape[0] >= 100, T_WAIT, 0.01, "100 events seen by the reader")
-            seen = list(ev[()])
+            seen = list(ev["event_number"])
             gate.set()
             assert s.bm.wait_stopped(T_WAIT)
             s.stop()
@@ -239,9 +239,9 @@ def test_event_filter_accepted_and_double(tmp_path):
     dbl = np.concatenate([v[1] for v in verdicts])
     assert 0 < dbl.size < acc.size < 600
     with h5py.File(writers["accepted"].status.last_file, "r") as f:
-        np.testing.assert_array_equal(f["events/event_number"][()], acc)
+        np.testing.assert_array_equal(f["events"]["event_number"][()], acc)
     with h5py.File(writers["double"].status.last_file, "r") as f:
-        np.testing.assert_array_equal(f["events/event_number"][()], dbl)
+        np.testing.assert_array_equal(f["events"]["event_number"][()], dbl)
 
 
 @pytest.mark.parametrize("compression", ["gzip", "lz4"])

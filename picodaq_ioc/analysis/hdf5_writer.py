@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from ..daq.events import EventBatch
-from ..scope.recorded import FORMAT, FORMAT_VERSION, applied_to_dict
+from ..scope.recorded import EVENT_DTYPE, FORMAT, FORMAT_VERSION, applied_to_dict
 from ..scope.types import Applied
 
 __all__ = ["COMPRESSIONS", "EVENT_FILTERS", "Hdf5Writer", "PulseSelector", "WriterError", "WriterSettings",
@@ -389,24 +389,25 @@ class Hdf5Writer:
         else:
             rows = sel[:k]
         n0, n1 = op.n, op.n + k
-        ds = op.ds
-        for name in ds:
-            ds[name].resize(n1, axis=0)
-        ds["raw"][n0:n1] = batch.raw[rows]
         ev = batch.event_number[rows]
-        ds["event_number"][n0:n1] = ev
-        t = batch.t_trigger[rows]
-        ds["t_trigger"][n0:n1] = t
-        ds["timestamp"][n0:n1] = op.run_start + np.asarray(t, dtype=np.float64)
-        ds["trigger_time_offset"][n0:n1] = batch.trigger_time_offset_s[rows]
+        t = np.asarray(batch.t_trigger[rows], dtype=np.float64)
+        row = np.empty(k, dtype=EVENT_DTYPE)
+        row["event_number"] = ev
+        row["t_trigger"] = t
+        row["timestamp"] = op.run_start + t
+        row["trigger_time_offset"] = batch.trigger_time_offset_s[rows]
         ovf = np.asarray(batch.overflow[rows], dtype=np.uint8)
-        ds["overflow"][n0:n1] = (ovf << np.arange(ovf.shape[1], dtype=np.uint8)[None, :]).sum(
-            axis=1, dtype=np.uint8) if ovf.size else 0
-        ds["auto_triggered"][n0:n1] = batch.auto_triggered[rows]
+        row["overflow"] = (ovf << np.arange(ovf.shape[1], dtype=np.uint8)[None, :]).sum(axis=1, dtype=np.uint8)
+        row["auto_triggered"] = batch.auto_triggered[rows]
         lt = batch.live_time
-        ds["live_time"][n0:n1] = lt[rows] if lt is not None else math.nan
-        for d in ds.values():
-            d.flush()
+        row["live_time"] = lt[rows] if lt is not None else math.nan
+        raw, events = op.ds["raw"], op.ds["events"]
+        raw.resize(n1, axis=0)
+        raw[n0:n1] = batch.raw[rows]
+        events.resize(n1, axis=0)
+        events[n0:n1] = row
+        raw.flush()
+        events.flush()
         op.n = n1
         op.last_seq = int(ev[-1]) if k else op.last_seq
         self._set_status(num_captured=n1)
@@ -443,13 +444,9 @@ class Hdf5Writer:
         raw.attrs["n_pre"] = int(a.n_pre)
         raw.attrs["time_axis_s"] = a.time_axis()
         raw.attrs["units"] = "ADC counts; volts = raw * volts_per_count - offset_v"
-        g = f.create_group("events")
-        ds = {"raw": raw}
-        for name, dt in (("event_number", np.int64), ("t_trigger", np.float64), ("timestamp", np.float64),
-                         ("trigger_time_offset", np.float64), ("overflow", np.uint8),
-                         ("auto_triggered", bool), ("live_time", np.float64)):
-            ds[name] = g.create_dataset(name, shape=(0,), maxshape=(None,), chunks=(4096,), dtype=dt)
-        ds["overflow"].attrs["bits"] = "bit i set: channel i of /raw clipped"
+        events = f.create_dataset("events", shape=(0,), maxshape=(None,), chunks=(64,), dtype=EVENT_DTYPE)
+        events.attrs["overflow"] = "bit i set: channel i of /raw clipped"
+        ds = {"raw": raw, "events": events}
         f.create_group("analysis")
         f.swmr_mode = True
         op.ds = ds

@@ -18,12 +18,13 @@ HDF5 layout (``FORMAT = "picodaq-ioc-events"``, version 1)
     attributes ``channels``, ``volts_per_count``, ``offset_v`` (per channel:
     ``volts = raw * volts_per_count - offset_v``), ``sample_interval_s``, ``n_pre`` and
     ``time_axis_s`` (sample times relative to the trigger sample).
-``/events/*`` one entry per event
+``/events`` one row per event, a compound table (:data:`EVENT_DTYPE`; one dataset so that
+    a batch is one write: seven separate datasets cost ~4 ms per single-event batch)
     ``event_number`` int64 (1-based within the run), ``t_trigger`` float64 (s since the run
     start, backend clock), ``timestamp`` float64 (epoch s: run start + ``t_trigger``),
     ``trigger_time_offset`` float64 (sub-sample, s), ``overflow`` uint8 (bit i = channel
     i clipped), ``auto_triggered`` bool, ``live_time`` float64 (the run's live time up to and
-    including the event's capture, s).
+    including the event's capture, s). Read a column with ``f["events"]["event_number"]``.
 ``/analysis/<module>/``
     the analysis results of the run at the time the file was closed (attributes for
     scalars, datasets for arrays).
@@ -73,7 +74,12 @@ FORMAT_VERSION = 1
 #: pico-python's MAX_VALUE, used by picoDAQ/picoCosmo to convert codes to volts
 PICOCOSMO_MAX_ADC = 32764
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "PICOCOSMO_MAX_ADC", "EventChunk", "RecordingError", "Recording",
+#: the row type of ``/events``
+EVENT_DTYPE = np.dtype([("event_number", "<i8"), ("t_trigger", "<f8"), ("timestamp", "<f8"),
+                        ("trigger_time_offset", "<f8"), ("overflow", "u1"), ("auto_triggered", "?"),
+                        ("live_time", "<f8")])
+
+__all__ = ["EVENT_DTYPE", "FORMAT", "FORMAT_VERSION", "PICOCOSMO_MAX_ADC", "EventChunk", "RecordingError", "Recording",
            "applied_from_dict", "applied_to_dict", "open_recording"]
 
 
@@ -227,11 +233,11 @@ def _open_hdf5(p: Path) -> Recording:
             nch = len(channels)
             for i in range(0, n, size):
                 j = min(n, i + size)
-                bits = ev["overflow"][i:j].astype(np.uint16)
+                e = ev[i:j]
+                bits = e["overflow"].astype(np.uint16)
                 ovf = ((bits[:, None] >> np.arange(nch, dtype=np.uint16)[None, :]) & 1).astype(bool)
-                yield EventChunk(fh["raw"][i:j], ev["event_number"][i:j], ev["t_trigger"][i:j],
-                                 ev["trigger_time_offset"][i:j], ovf, ev["auto_triggered"][i:j],
-                                 ev["live_time"][i:j])
+                yield EventChunk(fh["raw"][i:j], e["event_number"], e["t_trigger"], e["trigger_time_offset"], ovf,
+                                 e["auto_triggered"], e["live_time"])
 
     return Recording(str(p), "hdf5", applied, channels, n, config, attrs, chunks)
 
