@@ -123,19 +123,21 @@ def _profile_f(x: np.ndarray, u: float, f0: float) -> tuple[float, float]:
 
 
 def profile_interval(t: np.ndarray, fit: LifetimeFit, *, background: bool = True,
-                     up: float = 0.5) -> tuple[float, float]:
+                     up: float = 0.5) -> tuple[float, float, float, float]:
     """Asymmetric errors of ``fit.tau`` from the profile likelihood.
 
     The interval is where the negative log-likelihood, minimised over the background
     fraction at each fixed ``tau``, stays within ``up`` (0.5: one standard deviation) of its
-    minimum (MINOS-style). Returns ``(err_low, err_high)``; NaN for a side that is not
-    bracketed within ``tau -> 0`` or ``tau -> 100 x`` the window.
+    minimum (MINOS-style). The profile's own minimum is located first: when the Newton fit
+    stopped where the density touches zero (``f`` slightly negative with almost no
+    background) it is the better estimate. Returns ``(tau, f, err_low, err_high)``; NaN for
+    a side that is not bracketed.
     """
-    from scipy.optimize import brentq
+    from scipy.optimize import brentq, minimize_scalar
 
     nan = float("nan")
     if not (fit.converged and math.isfinite(fit.tau)):
-        return nan, nan
+        return fit.tau, fit.background_fraction, nan, nan
     a, b = fit.t_min, fit.t_max
     t = np.asarray(t, dtype=np.float64)
     x = (t[(t >= a) & (t <= b)] - a) / (b - a)
@@ -149,12 +151,19 @@ def profile_interval(t: np.ndarray, fit: LifetimeFit, *, background: bool = True
         g, _, _ = _g_terms(x, u)
         return -float(np.sum(np.log(g)))
 
+    sig_u = fit.tau_err * u_hat**2 / width if math.isfinite(fit.tau_err) and fit.tau_err > 0 else 0.1 * u_hat
     nll0 = prof(u_hat)
+    if background and f_hat <= 0:  # the Newton fit may have stopped at the positivity bound
+        m = minimize_scalar(prof, bounds=(max(u_hat - 3 * sig_u, 1e-6), u_hat + 3 * sig_u), method="bounded",
+                            options={"xatol": 1e-6 * sig_u})
+        if m.fun < nll0:
+            u_hat, nll0 = float(m.x), float(m.fun)
+            f_hat = _profile_f(x, u_hat, f_hat)[1]
+    tau = width / u_hat
 
     def excess(u: float) -> float:
         return prof(u) - nll0 - up
 
-    sig_u = fit.tau_err * u_hat**2 / width if math.isfinite(fit.tau_err) and fit.tau_err > 0 else 0.1 * u_hat
     out = []
     for sign in (+1.0, -1.0):  # u up = tau down (low side), u down = tau up (high side)
         lo, step, hi_u = u_hat, sig_u, None
@@ -173,8 +182,8 @@ def profile_interval(t: np.ndarray, fit: LifetimeFit, *, background: bool = True
             out.append(nan)
             continue
         root = brentq(excess, min(lo, hi_u), max(lo, hi_u), xtol=1e-7 * u_hat)
-        out.append(abs(width / root - fit.tau))
-    return out[0], out[1]
+        out.append(abs(width / root - tau))
+    return tau, f_hat, out[0], out[1]
 
 
 def fit_lifetime(t: np.ndarray, t_min: float, t_max: float, *, background: bool = True,
@@ -272,8 +281,8 @@ def fit_lifetime(t: np.ndarray, t_min: float, t_max: float, *, background: bool 
     fit = LifetimeFit(float(tau), float(tau_err), float(f), float(f_err), n, float(t_min), float(t_max), bool(ok),
                       "" if ok else "fit did not converge")
     if profile and ok:
-        lo, hi = profile_interval(sel, fit, background=background)
-        fit = replace(fit, tau_err_low=lo, tau_err_high=hi)
+        tau_p, f_p, lo, hi = profile_interval(sel, fit, background=background)
+        fit = replace(fit, tau=tau_p, background_fraction=f_p, tau_err_low=lo, tau_err_high=hi)
     return fit
 
 
