@@ -271,8 +271,11 @@ class ReplaySection(_Strict):
 
 #: keys meaningful for each source kind (others are rejected)
 SOURCE_KEYS: dict[str, frozenset[str]] = {
-    "muon": frozenset({"kind", "channels", "rate", "amplitude", "amplitude_spread", "rise", "flat", "fall",
-                       "decay_fraction", "lifetime", "channel_delays", "jitter"}),
+    "muon": frozenset({"kind", "channels", "rate", "amplitude", "amplitude_spread", "amplitude_spread_low",
+                       "rise", "flat", "fall", "tail", "decay_fraction", "lifetime", "decay_amplitude",
+                       "decay_amplitude_spread", "mu_ratio", "lifetime_minus", "afterpulse_probability",
+                       "afterpulse_delay", "afterpulse_spread", "afterpulse_amplitude", "channel_delays",
+                       "jitter"}),
     "sipm": frozenset({"kind", "channels", "rate", "amplitude", "amplitude_spread", "rise", "flat", "fall",
                        "crosstalk", "gain_spread", "jitter"}),
     "geiger": frozenset({"kind", "channels", "rate", "amplitude", "amplitude_spread", "rise", "flat", "fall",
@@ -295,9 +298,33 @@ class SourceSection(_Strict):
     rise: float = Field(default=20e-9, ge=0.0, le=1.0, description="pulse rise time, s")
     flat: float = Field(default=12e-9, ge=0.0, le=1.0, description="pulse flat top, s")
     fall: float = Field(default=128e-9, gt=0.0, le=1.0, description="pulse fall time, s")
+    amplitude_spread_low: float | None = Field(
+        default=None, ge=0.0, le=10.0,
+        description="muon: log-sigma below the median; set, amplitude is the median of a split log-normal "
+                    "with amplitude_spread above it (real PM spectra have a long low tail)")
+    tail: Literal["linear", "exponential"] = Field(
+        default="linear", description="muon: linear fall, or exponential tail with time constant fall")
     decay_fraction: float = Field(
-        default=0.0, ge=0.0, le=1.0, description="muon: fraction of events with a decay second pulse")
-    lifetime: float = Field(default=2.1969811e-6, gt=0.0, le=1.0, description="muon: decay lifetime, s")
+        default=0.0, ge=0.0, le=1.0,
+        description="muon: fraction of muons that stop (with mu_ratio: some mu- are captured without pulse)")
+    lifetime: float = Field(default=2.1969811e-6, gt=0.0, le=1.0, description="muon: (mu+) decay lifetime, s")
+    decay_amplitude: float | None = Field(
+        default=None, ge=-100.0, le=100.0, description="muon: mean decay-electron height, V; default amplitude")
+    decay_amplitude_spread: float | None = Field(
+        default=None, ge=0.0, le=10.0, description="muon: log-sigma of the decay-electron height")
+    mu_ratio: float | None = Field(
+        default=None, gt=0.0, le=100.0,
+        description="muon: mu+/mu- ratio of stopped muons; mu- decay with lifetime_minus, and only with "
+                    "probability lifetime_minus / lifetime (else captured); unset: all decay with lifetime")
+    lifetime_minus: float = Field(default=1.795e-6, gt=0.0, le=1.0,
+                                  description="muon: mu- lifetime in the target, s (oxygen/water 1.795e-6)")
+    afterpulse_probability: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="muon: photomultiplier after-pulse probability per pulse")
+    afterpulse_delay: float = Field(default=1.0e-6, ge=0.0, le=1.0, description="muon: mean after-pulse delay, s")
+    afterpulse_spread: float = Field(default=0.3e-6, ge=0.0, le=1.0,
+                                     description="muon: Gaussian sigma of the after-pulse delay, s")
+    afterpulse_amplitude: float = Field(default=0.1, ge=0.0, le=10.0,
+                                        description="muon: after-pulse height relative to its pulse")
     channel_delays: list[float] | None = Field(
         default=None, description="muon: per listed channel, s, added to the pulse time")
     jitter: float = Field(default=0.0, ge=0.0, le=1.0, description="Gaussian time jitter per channel, s")
