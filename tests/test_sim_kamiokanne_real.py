@@ -25,18 +25,14 @@ Statistical precision (stated per figure below) is well inside 15 % except where
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+from sim_helpers import run_config
 
 from picodaq_ioc.analysis.lifetime import fit_lifetime
-from picodaq_ioc.analysis.runner import AnalysisRunner
-from picodaq_ioc.config.convert import scope_settings
 from picodaq_ioc.config.loader import load_config
-from picodaq_ioc.daq.buffer_manager import BufferManager
-from picodaq_ioc.scope.sim.scope import SimScope
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "kamiokanne_real.yaml"
 REAL = {"rate_hz": 3.83, "noise_v": 2.21e-3, "p10_v": 0.072, "median_v": 0.189, "p90_v": 0.377,
@@ -50,21 +46,8 @@ def _run(tmp_path: Path, *, k: float, n_events: int, raw_accepted: int = 0):
     s0 = cfg.simulation.sources[0]
     src = s0.model_copy(update={"rate": s0.rate * k, "decay_fraction": s0.decay_fraction * k,
                                 "afterpulse_probability": s0.afterpulse_probability * k})
-    sim = cfg.simulation.model_copy(update={"realtime": False, "count_host_time": False, "sources": [src]})
     pulse = [a.model_copy(update={"raw_accepted": raw_accepted}) for a in cfg.analysis if a.module == "pulse"]
-    scope = SimScope(sim, cfg.device, keep_truth=True)
-    scope.open()
-    bm = BufferManager(scope, n_buffers=cfg.buffer.n_buffers)
-    ch, tb, trg, sg = scope_settings(cfg)
-    bm.configure(ch, replace(tb, n_segments=32), trg, sg)
-    runner = AnalysisRunner(bm, pulse, output_dir=tmp_path)
-    runner.begin_run()
-    bm.start(max_events=n_events)
-    assert bm.wait_stopped(600.0)
-    summary = bm.stop()
-    runner.end_run()
-    bm.close()
-    assert summary.processed == n_events
+    scope, summary, runner = run_config(cfg, tmp_path, n_events, sources=[src], analysis=pulse)
     return scope, summary, runner.results("pulse"), runner.summaries["pulse"]
 
 

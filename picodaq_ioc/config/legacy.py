@@ -181,7 +181,24 @@ class _Translator:
                 native[k] = val
                 self.map((k,), k, file=f)
         self.daq_extras(data, native)
+        if "simulation" not in native:
+            self.default_simulation(native, (self.path, dev_file, data.get("PFfile")))
         return native
+
+    def default_simulation(self, native: dict[str, Any], names: tuple[Any, ...]) -> None:
+        """No ``simulation:`` section: a default detector named by the files, and a notice."""
+        from .detectors import DETECTORS, default_simulation, detector_kind
+
+        if (native.get("device") or {}).get("backend", "sim") != "sim":
+            return
+        kind = detector_kind(names)
+        if kind is None:
+            return  # the model check says that the simulator makes only noise
+        chans = [c for c, v in (native.get("channels") or {}).items() if (v or {}).get("enabled", True)]
+        native["simulation"] = default_simulation(kind, chans, (native.get("trigger") or {}).get("source"))
+        self.note(f"{self.path}: no 'simulation:' section; the simulated scope uses the default "
+                  f"'{kind}' detector ({DETECTORS[kind][1]}); add a 'simulation:' section to change it "
+                  "(see configs/kamiokanne_real.yaml and docs/configuration.md)")
 
     def check_keys(self, data: Mapping[str, Any], allowed: tuple[str, ...], file: str | None) -> None:
         import difflib
