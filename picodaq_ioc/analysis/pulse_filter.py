@@ -51,7 +51,7 @@ from scipy import fft as sfft
 
 from ..daq.events import EventBatch
 from ..scope.types import Applied
-from .base import AnalysisConfigError, AnalysisModule, ResultSpec, RunInfo
+from .base import RATE_SCALE_HZ, AnalysisConfigError, AnalysisModule, ResultSpec, RunInfo
 from .histograms import Histogram1D
 from .lifetime import LifetimeFit, fit_lifetime, fit_lifetime_capture
 from .output import CsvWriter, output_path
@@ -266,8 +266,10 @@ class PulseFilter(AnalysisModule):
             ResultSpec("Accepted_RBV", "int", "accepted events (coincidence condition met)"),
             ResultSpec("Coincidences_RBV", "int_array", "accepted events by number of channels hit (1..8)",
                        max_length=8),
-            ResultSpec("Rate_RBV", "float", "accepted rate over the last rate_window s", units="Hz"),
-            ResultSpec("MeanRate_RBV", "float", "accepted events / trigger time of the run", units="Hz"),
+            ResultSpec("Rate_RBV", "float", "accepted rate over the last rate_window s", units="Hz",
+                       low=0.0, high=RATE_SCALE_HZ),
+            ResultSpec("MeanRate_RBV", "float", "accepted events / trigger time of the run", units="Hz",
+                       low=0.0, high=RATE_SCALE_HZ),
             ResultSpec("RateHistory_RBV", "array", "accepted rate per bin, oldest first (muon rate history)",
                        units="Hz", max_length=p.rate_history_length),
             ResultSpec("RateHistoryTime_RBV", "array", "bin start times since run start", units="s",
@@ -291,7 +293,8 @@ class PulseFilter(AnalysisModule):
                        precision=9),
             ResultSpec("LifetimeErrHigh_RBV", "float", "upper profile-likelihood error of Lifetime_RBV", units="s",
                        precision=9),
-            ResultSpec("Background_RBV", "float", "fitted flat background fraction", precision=4),
+            ResultSpec("Background_RBV", "float", "fitted flat background fraction", precision=4,
+                       low=0.0, high=1.0),
             ResultSpec("FitEntries_RBV", "int", "delays inside the fit window"),
             ResultSpec("FitMin_RBV", "float", "lower edge of the fit window", units="s", precision=9),
             ResultSpec("FitMax_RBV", "float", "upper edge of the fit window (clipped to the record)",

@@ -348,6 +348,11 @@ class BufferManager:
         return self._n
 
     @property
+    def start_wall(self) -> float:
+        """Host wall-clock time (epoch s) of the current run's start: ``t_trigger`` 0."""
+        return self._start_wall
+
+    @property
     def nbytes(self) -> int:
         """Bytes held by the ring arrays."""
         return int(sum(a.nbytes for a in (self._raw, self._evnum, self._ttrig, self._toff, self._ovf,

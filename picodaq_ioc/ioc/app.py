@@ -23,6 +23,7 @@ from caproto.server.stats import StatusHelper
 from ..daq.events import RunState
 from ..scope.types import Applied, ScopeInfo
 from . import caproto_fixes
+from .caproto_ctrl import TYPE_MAP, TYPE_MAP_READ_ONLY
 from .controller import Controller, PutRefused, explain
 from .groups.acquisition import AcquisitionGroup
 from .groups.analysis import AnalysisGroup, make_analysis_group
@@ -55,8 +56,18 @@ class StagedResult:
     error: str | None = None
 
 
+class IocStatus(StatusHelper):
+    """caproto's IOC health PVs (``IOC:``), answering DBR_CTRL reads as RSRV does."""
+
+    type_map = TYPE_MAP
+    type_map_read_only = TYPE_MAP_READ_ONLY
+
+
 class PicoDAQIOC(PVGroup):
     """Root group of the IOC (see :func:`build_ioc_class` for the composition)."""
+
+    type_map = TYPE_MAP
+    type_map_read_only = TYPE_MAP_READ_ONLY
 
     channel_names: tuple[str, ...] = ()
     analysis_attrs: tuple[str, ...] = ()
@@ -208,7 +219,7 @@ class PicoDAQIOC(PVGroup):
             if volts is None:
                 continue
             await grp.waveform.write(volts, timestamp=ts)
-            await grp.show_overflow(frame.overflow.get(ch, False))
+            await grp.show_overflow(frame.overflow.get(ch, False), timestamp=ts)
         await self.wf.event_number.write(min(frame.event_number, 2**31 - 1), timestamp=ts)
         await self.wf.trigger_time.write(frame.t_trigger, timestamp=ts)
         await self.wf.counter.write(min(int(self.wf.counter.value) + 1, 2**31 - 1), timestamp=ts)
@@ -393,7 +404,7 @@ def build_ioc_class(info: ScopeInfo, *, max_samples: int = 16384,
         attr = f"analysis_{i}"
         attrs[attr] = SubGroup(make_analysis_group(module), prefix=f"{prefix}:")
         analysis_attrs.append(attr)
-    attrs["ioc"] = SubGroup(StatusHelper, prefix="IOC:")
+    attrs["ioc"] = SubGroup(IocStatus, prefix="IOC:")
     attrs["channel_names"] = tuple(info.channels)
     attrs["analysis_attrs"] = tuple(analysis_attrs)
     return type("PicoDAQIOCGroup", (PicoDAQIOC,), attrs)

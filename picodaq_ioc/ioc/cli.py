@@ -399,12 +399,13 @@ def run(args: argparse.Namespace) -> int:
 
     from ..config.convert import scope_settings
     from ..scope.types import ChannelConfig
-    from . import caproto_fixes
+    from . import caproto_ctrl, caproto_fixes
     from .app import build_ioc_class
     from .controller import Controller
     from .publisher import WaveformPublisher
 
     caproto_fixes.apply()
+    caproto_ctrl.apply()
     # the simulator/analysis threads are CPU-bound: with Python's default 5 ms GIL switch
     # interval every hand-over (publisher thread -> event loop -> sockets) can wait 5 ms,
     # which alone caps the publish rate under overload (issue 11). 1 ms keeps it responsive.

@@ -21,6 +21,10 @@ import numpy as np
 from caproto import AlarmSeverity, AlarmStatus, ChannelType
 from caproto.server import pvproperty
 
+#: display scales of rates and times (one definition, shared with the analysis results)
+from ..analysis.base import RATE_SCALE_HZ as RATE_SCALE_HZ  # noqa: E402
+from ..analysis.base import TIME_SCALE_S as TIME_SCALE_S  # noqa: E402
+
 #: Subscription backlog of waveform PVs (research notes §0 finding 4): bounded memory.
 WAVEFORM_BACKLOG = 5
 
