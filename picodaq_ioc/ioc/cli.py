@@ -463,6 +463,18 @@ def run(args: argparse.Namespace) -> int:
     return status
 
 
+def check_autosave_line(args: argparse.Namespace) -> str:
+    """The ``--check`` line about autosave: where it writes and what it will restore."""
+    from . import autosave
+
+    if getattr(args, "no_autosave", False):
+        return "autosave: off (--no-autosave)"
+    path = args.autosave or (autosave.default_path(args.config) if args.config else None)
+    if path is None:
+        return "autosave: off (no --config and no --autosave FILE)"
+    return autosave.describe_restore(path, restore=not getattr(args, "no_restore", False))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``picodaq-ioc``; returns the exit status (and exits with it)."""
     parser = build_parser()
@@ -481,6 +493,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         rc = check_main([cfg_path])
         if args.config is None:
             Path(cfg_path).unlink(missing_ok=True)
+        if rc == 0:
+            print(check_autosave_line(args))
         sys.exit(rc)
     try:
         rc = run(args)
