@@ -42,6 +42,8 @@ class _Checker:
                 value = lk.value
             if lk.scale != 1.0 and allowed:
                 allowed = _rescale_allowed(allowed, lk.scale, lk.unit)
+            if getattr(lk, "note", ""):
+                problem = f"{problem} ({lk.note})"
         raise ConfigError(problem, path=path, key=key, value=value, allowed=allowed)
 
     def run(self) -> None:
