@@ -269,7 +269,16 @@ def test_saved_displays_show_data_in_every_panel(ioc, tmp_path, close_after):
     from picodaq_clients.rates import RateMeter
     from picodaq_clients.vmeter import VoltMeter
 
-    run_then_stop(min_events=60)  # ~3 s at the config's rate: two or more 1 s bins of Rates:History_RBV
+    # a short run: until the IOC's rate history holds two completed bins (1 s of trigger time each).
+    # The history is cleared first and seen empty: until the new run's first batch is analysed
+    # the IOC still shows the previous run's history, which must not satisfy the wait.
+    caput("Rates:Reset", 1)
+    assert wait_for(lambda: not np.isfinite(caget("Rates:History_RBV", use_monitor=False)).any(), 10)
+    caput("NumEvents", 0)
+    caput("Acquire", 1, wait=False)
+    assert wait_for(lambda: np.isfinite(caget("Rates:History_RBV", use_monitor=False)).sum() >= 2, 60)
+    caput("Acquire", 0)
+    assert wait_for(lambda: caget("State_RBV", as_string=True) in ("Stopped", "Idle"), 10)
     # default history intervals (1 s, voltmeter 0.5 s), as the console commands use them
     displays = {"rates": RateMeter(PREFIX), "rates_ioc": RateMeter(PREFIX, source="ioc"),
                 "bufman": BufferManagerPanel(PREFIX), "vmeter": VoltMeter(PREFIX)}
