@@ -104,7 +104,7 @@ class DaqSession:
             settings = _scope_settings(cfg, info.channels)
             bm = BufferManager(backend, n_buffers=cfg.buffer.n_buffers, rate_window=rate_window, log=log,
                                log_file=cfg.buffer.log_file, log_time=cfg.buffer.log_time,
-                               serial=cfg.device.serial)
+                               serial=cfg.device.serial, log_dir=cfg.output_dir)
             bm.configure(*settings)
         except BaseException:
             backend.close()
@@ -183,6 +183,10 @@ class DaqSession:
 
     # ------------------------------------------------------------------ run control
     def start(self, max_events: int | None = None) -> RunStart:
+        replay_start = getattr(self.backend, "replay_start", None)
+        if replay_start is not None:  # a recorded file: rewind; its end ends the run
+            n = int(replay_start())
+            max_events = n if max_events is None else min(int(max_events), n)
         return self.bm.start(max_events=max_events)
 
     def pause(self) -> None:

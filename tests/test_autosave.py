@@ -177,7 +177,7 @@ def test_poll_debounce_and_max_delay(tmp_path) -> None:
             t += 0.5
         assert saved_at == 3.0 + 5.0
         # atomic writes leave no temporary files behind
-        assert sorted(p.name for p in tmp_path.iterdir()) == ["d.autosave.json"]
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["d.autosave.json", "d.autosave.json.savB"]
 
     asyncio.run(run())
 
@@ -215,3 +215,84 @@ def test_no_restore_keeps_old_file_until_a_change(tmp_path) -> None:
         assert read_file(path)["settings"] == {"Range": 0.5, "Coupling": "DC", "Samples": 999, "Level": 0.0}
 
     asyncio.run(run())
+
+
+def test_savB_holds_the_previous_good_file_and_is_the_fallback(tmp_path, caplog) -> None:
+    """autosave's .savB: each save first copies the last good file; a corrupt file is restored
+    from it."""
+    from picodaq_ioc.ioc.autosave import backup_path
+
+    path = tmp_path / "b.autosave.json"
+
+    async def run() -> None:
+        g = _Group(prefix="P:")
+        mgr = AutosaveManager(g.pvdb, path, prefix="P:")
+        await g.Samples.write(300)
+        mgr.save()
+        assert not backup_path(path).exists()  # nothing to back up before the first save
+        first = path.read_text()
+        await g.Samples.write(400)
+        mgr.save()
+        assert backup_path(path).read_text() == first
+        path.write_text("{broken")  # corrupt: the next save must not back it up
+        await g.Samples.write(500)
+        mgr.save()
+        assert backup_path(path).read_text() == first
+        path.write_text("{broken again")
+        h = _Group(prefix="P:")
+        restorer = AutosaveManager(h.pvdb, path, prefix="P:")
+        assert await restorer.restore() == 1 and h.Samples.value == 300
+        assert "restored from b.autosave.json.savB" in restorer.problem
+        assert h.StatusMessage_RBV.value.startswith("autosave: 1 restored (autosave file ign")
+
+    with caplog.at_level(logging.INFO, logger="picodaq_ioc.ioc.autosave"):
+        asyncio.run(run())
+    assert "restoring from the backup" in caplog.text
+
+
+def test_dated_backups_rotate(tmp_path) -> None:
+    from picodaq_ioc.ioc.autosave import KEEP_DATED, dated_backup
+
+    path = tmp_path / "d.autosave.json"
+    assert dated_backup(path) is None  # no file yet
+    path.write_text(json.dumps({"format": FORMAT, "settings": {}}))
+    t0 = 1_790_000_000.0
+    made = [dated_backup(path, now=t0 + 3600 * i) for i in range(KEEP_DATED + 3)]
+    left = sorted(p.name for p in tmp_path.glob("d.autosave.json_*"))
+    assert left == sorted(p.name for p in made[-KEEP_DATED:])
+    assert all(p.read_text() == path.read_text() for p in made[-KEEP_DATED:])
+
+
+def test_describe_restore_says_what_will_be_restored(tmp_path) -> None:
+    from picodaq_ioc.ioc.autosave import describe_restore
+
+    path = tmp_path / "e.autosave.json"
+    assert "does not exist yet: nothing is restored" in describe_restore(path)
+    path.write_text(json.dumps({"format": FORMAT, "saved": "2026-12-06T01:00:00Z",
+                                "settings": {"A:Range": 0.2, "A:Coupling": "AC"}}))
+    line = describe_restore(path)
+    assert "will restore 2 settings over this file's values at start: A:Range=0.2, A:Coupling='AC'" in line
+    assert "--no-restore" in line
+    assert "nothing is restored" in describe_restore(path, restore=False)
+    path.write_text("{")
+    assert "unusable and will be ignored" in describe_restore(path)
+
+
+def test_check_prints_the_autosave_line(tmp_path) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    cfg = tmp_path / "demo.yaml"
+    shutil.copy(REPO / "configs" / "muon_lifetime.yaml", cfg)
+    (tmp_path / "demo.autosave.json").write_text(json.dumps({"format": FORMAT, "settings": {"A:Range": 0.2}}))
+    r = subprocess.run([sys.executable, "-m", "picodaq_ioc", "--check", "--config", str(cfg)],
+                       capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert r.returncode == 0, r.stderr
+    last = r.stdout.strip().splitlines()[-1]
+    assert last.startswith(f"autosave: {tmp_path / 'demo.autosave.json'}") and "A:Range=0.2" in last
+    r = subprocess.run([sys.executable, "-m", "picodaq_ioc", "--check", "--config", str(cfg), "--no-autosave"],
+                       capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert r.stdout.strip().splitlines()[-1] == "autosave: off (--no-autosave)"

@@ -255,6 +255,62 @@ def test_rate_meter_draws_the_ioc_rate_history(ioc, close_after):
     assert not rm.lines["Stats:TriggerRate_RBV"].get_visible()
 
 
+def _panels_with_lines(fig) -> list:
+    """Axes of ``fig`` that draw lines (plots; bar and button axes have none)."""
+    return [ax for ax in fig.axes if ax.get_lines()]
+
+
+def test_saved_displays_show_data_in_every_panel(ioc, tmp_path, close_after):
+    """``--save`` after a run (the same ``save_when_ready`` path): every plot panel of the rate
+    meter (both sources), the buffer manager and the voltmeter has a visible line with data,
+    legend entries have lines, and the voltmeter's right-hand axis label is inside the image."""
+    from picodaq_clients.base import save_when_ready
+    from picodaq_clients.bufman import BufferManagerPanel
+    from picodaq_clients.rates import RateMeter
+    from picodaq_clients.vmeter import VoltMeter
+
+    # a short run: until the IOC's rate history holds two completed bins (1 s of trigger time each).
+    # The history is cleared first and seen empty: until the new run's first batch is analysed
+    # the IOC still shows the previous run's history, which must not satisfy the wait.
+    caput("Rates:Reset", 1)
+    assert wait_for(lambda: not np.isfinite(caget("Rates:History_RBV", use_monitor=False)).any(), 10)
+    caput("NumEvents", 0)
+    caput("Acquire", 1, wait=False)
+    assert wait_for(lambda: np.isfinite(caget("Rates:History_RBV", use_monitor=False)).sum() >= 2, 60)
+    caput("Acquire", 0)
+    assert wait_for(lambda: caget("State_RBV", as_string=True) in ("Stopped", "Idle"), 10)
+    # default history intervals (1 s, voltmeter 0.5 s), as the console commands use them
+    displays = {"rates": RateMeter(PREFIX), "rates_ioc": RateMeter(PREFIX, source="ioc"),
+                "bufman": BufferManagerPanel(PREFIX), "vmeter": VoltMeter(PREFIX)}
+    for name, d in displays.items():
+        close_after(d)
+        png = tmp_path / f"{name}.png"
+        assert save_when_ready(d, str(png), frames=3, timeout=30), name
+        assert png.stat().st_size > 10_000
+        panels = _panels_with_lines(d.fig)
+        assert panels, name
+        for ax in panels:
+            drawn = [ln for ln in ax.get_lines() if ln.get_visible()
+                     and np.isfinite(np.asarray(ln.get_ydata(), dtype=float)).sum() >= 2]
+            assert drawn, f"{name}: panel {ax.get_ylabel()!r} shows no line with data"
+            legend = ax.get_legend()
+            if legend is not None:
+                for handle in legend.legend_handles:
+                    if hasattr(handle, "get_ydata"):  # a line entry: it must stand for a drawn line
+                        assert any(ln.get_label() == handle.get_label() for ln in drawn), \
+                            f"{name}: legend entry {handle.get_label()!r} has no line"
+    assert len(displays["rates"].history.t[np.isfinite(displays["rates"].history.t)]) >= 2
+    x, y = displays["rates_ioc"].ioc_line.get_data()
+    np.testing.assert_array_equal(y, caget("Rates:History_RBV"))
+    assert [h.get_label() for h in displays["rates_ioc"].ax.get_legend().legend_handles] == ["Rates:History_RBV"]
+    vm = displays["vmeter"]
+    renderer = vm.fig.canvas.get_renderer()
+    label = vm.ax_hist.yaxis.label.get_window_extent(renderer)
+    assert label.x1 <= vm.fig.bbox.x1 and label.x0 >= 0, "right-axis label cut off"
+    assert "Live time:" in displays["bufman"].info_text.get_text()
+    assert "Lifetime" not in displays["bufman"].info_text.get_text()
+
+
 def test_bufman_buttons_drive_run_state(ioc, tmp_path, close_after):
     from picodaq_clients.bufman import BufferManagerPanel
 

@@ -83,7 +83,7 @@ def _writable_pvs(h, c) -> list[PVInfo]:
         if chan.native_data_type == ca.ChannelType.ENUM:
             info.enum_strings = tuple(s.decode() if isinstance(s, bytes) else s
                                       for s in md.enum_strings[: md.no_str])
-        elif hasattr(md, "upper_ctrl_limit"):
+        elif chan.native_data_type != ca.ChannelType.CHAR and hasattr(md, "upper_ctrl_limit"):
             lo, hi = float(md.lower_ctrl_limit), float(md.upper_ctrl_limit)
             if lo < hi:
                 info.low, info.high = lo, hi
@@ -120,29 +120,22 @@ def _values_for(info: PVInfo):
     return st.one_of(*strategies)
 
 
-def test_fuzzed_puts_over_ca(fuzz_ioc) -> None:
-    h, c = fuzz_ioc
-    pvs = _writable_pvs(h, c)
-    names = [p.name for p in pvs]
-    # the contract's settings are all among the fuzzed PVs
-    for leaf in ("A:Range", "A:Coupling", "NumSamples", "SampleInterval", "Trigger:Level", "Trigger:Source",
-                 "SigGen:Frequency", "Buffer:Size", "Acquire", "NumEvents", "Waveform:MaxRate"):
-        assert h.pv(leaf) in names, leaf
-    assert c.put(h.pv("Acquire"), "Start")[0]
-
+def _fuzz(h, c, pvs: list[PVInfo], n_puts: int) -> tuple[Counter[str], Counter[str], Counter[str]]:
+    """About ``n_puts`` hypothesis-generated puts to ``pvs``: (sent, refused, accepted) per PV."""
     sent: Counter[str] = Counter()
     refused: Counter[str] = Counter()
     accepted: Counter[str] = Counter()
 
     pv_and_value = st.sampled_from(pvs).flatmap(lambda p: st.tuples(st.just(p), _values_for(p)))
 
-    @settings(max_examples=N_PUTS // 3 + 10, deadline=None, derandomize=True, database=None,
+    @settings(max_examples=n_puts // 3 + 10, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))
     @given(st.lists(pv_and_value, min_size=3, max_size=3))
     def fuzz(puts) -> None:
         for info, value in puts:
-            # Acquire with NumEvents > 0 completes only after that many events: do not wait for it
-            notify = not info.name.endswith(":Acquire")
+            # Acquire with NumEvents > 0 completes only after that many events, HDF:Capture when its
+            # file is closed: do not wait for them
+            notify = not info.name.endswith((":Acquire", ":HDF:Capture"))
             ok, msg = c.put(info.name, value, notify=notify, timeout=20)
             sent[info.name] += 1
             if not notify:
@@ -151,11 +144,37 @@ def test_fuzzed_puts_over_ca(fuzz_ioc) -> None:
 
     fuzz()
     total = sum(sent.values())
-    assert total >= N_PUTS, total
-    assert sum(refused.values()) > N_PUTS // 4  # most junk is refused ...
-    assert sum(accepted.values()) > 50  # ... and valid values got through
+    assert total >= n_puts, total
+    assert sum(refused.values()) > n_puts // 4  # most junk is refused ...
     print(json.dumps({"fuzz_puts": total, "refused": sum(refused.values()), "accepted": sum(accepted.values()),
                       "pvs": len(pvs)}))
+    return sent, refused, accepted
+
+
+def _check_refusals_logged(h, refused: Counter[str]) -> None:
+    """Every refusal is in the put log and the IOC's stderr, with the PV name; no traceback."""
+    log_file = h.putlog.read_text()
+    stderr = h.log()
+    for name, n in refused.items():
+        in_file = len(re.findall(rf"put refused {re.escape(name)} ", log_file))
+        in_stderr = len(re.findall(rf"put refused:? {re.escape(name)}\b", stderr))
+        assert in_file >= n, (name, n, in_file)
+        assert in_stderr >= n, (name, n, in_stderr)
+    assert "Traceback" not in stderr, stderr[stderr.find("Traceback") - 2000: stderr.find("Traceback") + 3000]
+
+
+def test_fuzzed_puts_over_ca(fuzz_ioc) -> None:
+    h, c = fuzz_ioc
+    # the file writer's PVs are fuzzed by their own test below (they do not touch the device)
+    pvs = [p for p in _writable_pvs(h, c) if ":HDF:" not in p.name]
+    names = [p.name for p in pvs]
+    # the contract's settings are all among the fuzzed PVs
+    for leaf in ("A:Range", "A:Coupling", "NumSamples", "SampleInterval", "Trigger:Level", "Trigger:Source",
+                 "SigGen:Frequency", "Buffer:Size", "Acquire", "NumEvents", "Waveform:MaxRate"):
+        assert h.pv(leaf) in names, leaf
+    assert c.put(h.pv("Acquire"), "Start")[0]
+    sent, refused, accepted = _fuzz(h, c, pvs, N_PUTS)
+    assert sum(accepted.values()) > 50  # ... and valid values got through
 
     # 1) the IOC is up and still acquires
     assert h.alive()
@@ -179,14 +198,25 @@ def test_fuzzed_puts_over_ca(fuzz_ioc) -> None:
     _check_readbacks_match_device(h, c)
 
     # 3) every refusal is in the put log and the IOC's stderr, with the PV name
-    log_file = h.putlog.read_text()
-    stderr = h.log()
-    for name, n in refused.items():
-        in_file = len(re.findall(rf"put refused {re.escape(name)} ", log_file))
-        in_stderr = len(re.findall(rf"put refused:? {re.escape(name)}\b", stderr))
-        assert in_file >= n, (name, n, in_file)
-        assert in_stderr >= n, (name, n, in_stderr)
-    assert "Traceback" not in stderr, stderr[stderr.find("Traceback") - 2000: stderr.find("Traceback") + 3000]
+    _check_refusals_logged(h, refused)
+
+
+def test_fuzzed_puts_to_the_file_writer(fuzz_ioc) -> None:
+    """The HDF:* PVs under junk while acquiring: refused with a logged reason or accepted; the IOC
+    keeps acquiring and the writer's readbacks stay consistent."""
+    h, c = fuzz_ioc
+    pvs = [p for p in _writable_pvs(h, c) if ":HDF:" in p.name]
+    assert {p.name.rsplit(":", 1)[-1] for p in pvs} >= {"FilePath", "FileName", "FileNumber", "FileTemplate",
+                                                        "Capture", "NumCapture", "Compression", "EventFilter"}
+    assert c.put(h.pv("Acquire"), "Start")[0]
+    sent, refused, accepted = _fuzz(h, c, pvs, 300)
+    assert h.alive()
+    assert c.put(h.pv("HDF:Capture"), "Done", timeout=40)[0]
+    wait_until(lambda: c.value(h.pv("HDF:Capture_RBV")) == "Done", 40, what="capture done")
+    e0 = int(c.value(h.pv("Stats:Events_RBV")))
+    wait_until(lambda: int(c.value(h.pv("Stats:Events_RBV"))) > e0 + 5, 30, what="events after the fuzz")
+    assert c.put(h.pv("Acquire"), "Stop")[0]
+    _check_refusals_logged(h, refused)
 
 
 def _check_readbacks_match_device(h, c) -> None:

@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 from ca_tools import popen_tool
-from conftest import REPO, wait_for
+from conftest import wait_for
 
 p4p = pytest.importorskip("p4p", reason="PV Access tests need the 'pva' extra (pip install p4p)")
 from p4p.client.thread import Context, RemoteError  # noqa: E402
@@ -239,20 +239,18 @@ def test_pva_is_off_by_default(ioc_factory):
 
 def test_phoebus_screens_work_over_pva(pva_ioc):
     """The shipped screens select PV Access by their P macro (``P=pva://PICO:``): every PV
-    reference starts with ``$(P)``, so it expands to a ``pva://`` name, and every such name
-    the IOC serves answers over PV Access."""
-    import xml.etree.ElementTree as ET
+    reference starts with the ``P`` macro (``$(P=PICO:)``), so opened with that macro it
+    resolves -- by Phoebus's macro rules, embedded screens included -- to a ``pva://`` name,
+    and every such name the IOC serves answers over PV Access."""
+    from test_phoebus_screens import TOP_SCREENS, resolve
 
     h = pva_ioc
     served = set(list_pvs(h))
     refs: set[str] = set()
-    for bob in sorted((REPO / "clients" / "phoebus").glob("*.bob")):
-        for tag in ("pv_name", "x_pv", "y_pv", "err_pv"):
-            for e in ET.parse(bob).getroot().iter(tag):
-                text = (e.text or "").strip()
-                if text:
-                    assert text.startswith("$(P)"), f"{bob.name}: {text!r} does not start with $(P)"
-                    refs.add(text.replace("$(P)", "pva://" + h.prefix))
+    for screen in TOP_SCREENS:
+        for name, _ in resolve(screen, {"P": "pva://" + h.prefix}).pvs:
+            assert name.startswith("pva://" + h.prefix), f"{screen}: {name!r} is not a pva:// name"
+            refs.add(name)
     names = [r.removeprefix("pva://") for r in refs]
     names = [n for n in names if n in served]  # the demo IOC has no analysis PVs
     assert len(names) > 50

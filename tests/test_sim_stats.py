@@ -7,10 +7,12 @@ deterministic; the tolerances say how unlikely a failure would be for a correct 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from scipy import stats
 from sim_helpers import sim_scope, take
 
 from picodaq_ioc.config.schema import SourceSection
+from picodaq_ioc.scope.sim.sources import MuonStream
 from picodaq_ioc.scope.types import ChannelConfig, Direction, TimebaseConfig, TriggerConfig
 
 
@@ -240,3 +242,50 @@ def test_sipm_high_threshold_explicit_and_windowed_parts():
     # pile-up within one pulse (~25 ns, lam*25ns = 0.5 %) merges edges: allowed for below
     assert expect > 1000
     assert abs(edges - expect * (1 - lam * 25e-9)) < 4 * np.sqrt(expect) + lam * 25e-9 * expect
+
+
+def test_muon_capture_afterpulses_and_heights_from_the_generator():
+    """The muon stream's physics options, on 200 000 generated muons (no scope needed).
+
+    * stopping fraction 0.2 -> 40 000 stops; mu- share 1/(1 + 1.25) = 0.444; a mu- decays
+      with probability 1.795/2.197 = 0.817: decays per muon 0.2 (0.556 + 0.444 * 0.817) =
+      0.1837 (binomial error 0.0009, tolerance 4 errors); mu+ share of the decays 0.605;
+      the mu- delays are Exp(1.795 us), the mu+ ones Exp(2.197 us) (KS p > 1e-3);
+    * after-pulses: probability 0.05 per pulse (binomial error 0.0005, 4 errors), heights
+      0.15 of their pulse;
+    * split log-normal muon heights: median -0.18 V, quantiles p10/p90 at exp(-+1.2816 sigma)
+      with sigma 0.85 / 0.56 (binomial quantile errors < 1 %, tolerance 3 %); decay-electron
+      mean -0.145 V (log-normal, standard error 0.4 %).
+    """
+    src = SourceSection(kind="muon", channels=["A"], rate=1000.0, amplitude=-0.18, amplitude_spread=0.56,
+                        amplitude_spread_low=0.85, decay_fraction=0.2, mu_ratio=1.25, lifetime_minus=1.795e-6,
+                        decay_amplitude=-0.145, decay_amplitude_spread=0.6, afterpulse_probability=0.05,
+                        afterpulse_delay=0.9e-6, afterpulse_spread=0.3e-6, afterpulse_amplitude=0.15,
+                        tail="exponential", rise=15e-9, flat=8.5e-9, fall=69.2e-9)
+    st = MuonStream(src, np.random.default_rng(77), 0)
+    st.keep_truth = True
+    n = 200_000
+    t, amp, _, aux, _ = st._records(np.sort(np.random.default_rng(1).uniform(0, n / 1000.0, n)))
+    prim, dec = aux == 0, (aux == 1) | (aux == 2)
+    assert prim.sum() == n
+    p_dec = 0.2 * (1.25 / 2.25 + (1 / 2.25) * 1.795 / 2.1969811)
+    assert abs(dec.sum() / n - p_dec) < 4 * np.sqrt(p_dec * (1 - p_dec) / n)
+    kinds = np.concatenate(st.decay_kinds)
+    dd = np.concatenate(st.decay_delays)
+    w = 1.25 / (1.25 + 1.795 / 2.1969811)
+    assert abs(np.mean(kinds == 1) - w) < 4 * np.sqrt(w * (1 - w) / kinds.size)
+    assert stats.kstest(dd[kinds == 1], "expon", args=(0.0, 2.1969811e-6)).pvalue > 1e-3
+    assert stats.kstest(dd[kinds == 2], "expon", args=(0.0, 1.795e-6)).pvalue > 1e-3
+    n_pulses = int(prim.sum() + dec.sum())
+    ap = aux == 3
+    assert abs(ap.sum() / n_pulses - 0.05) < 4 * np.sqrt(0.05 * 0.95 / n_pulses)
+    assert np.all(np.abs(amp[ap]) < 0.15 * 0.18 * np.exp(5 * 0.56))
+    q10, q50, q90 = np.quantile(-amp[prim], [0.1, 0.5, 0.9])
+    assert abs(q50 / 0.18 - 1) < 0.03
+    assert abs(q10 / (0.18 * np.exp(-1.2816 * 0.85)) - 1) < 0.03
+    assert abs(q90 / (0.18 * np.exp(1.2816 * 0.56)) - 1) < 0.03
+    assert abs(np.mean(-amp[dec]) / 0.145 - 1) < 0.03
+    # the exponential tail: 90 -> 10 % in ln(9) * fall
+    sh = st.shape
+    assert sh.exp_tail and sh.crossing(np.array([0.1]), False)[0] - sh.crossing(np.array([0.9]), False)[0] == \
+        pytest.approx(np.log(9) * 69.2e-9)

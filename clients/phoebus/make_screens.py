@@ -9,12 +9,23 @@ and reported. Run after changing the PV set and commit the output::
 
 Open in Phoebus with the macro ``P`` (default ``PICO:``)::
 
-    phoebus -resource "file:$PWD/clients/phoebus/main.bob?P=PICO:"
+    phoebus -resource "file:$PWD/clients/phoebus/main.bob?P=LAB1:"
+    phoebus -resource "file:$PWD/clients/phoebus/overview.bob?P1=LAB1:&P2=LAB2:"
+
+Macro rules (Phoebus ``app/display/editor/doc/macros.rst`` and
+``org.phoebus.framework.macros.MacroHandler``): a macro defined in a display file overrides
+the one given on the command line, so no screen defines ``P``; instead every PV name is
+``$(P=PICO:)leaf`` -- Phoebus's ``$(NAME=default)`` form, where the default applies only
+when no caller set ``P``. Open-display actions pass ``P`` on explicitly with the same
+default (a plain ``P=$(P)`` would hand the child the literal ``$(P)`` when the caller gave no
+``P``, which Phoebus then rejects as a recursive macro). The channel block is one screen,
+``channel.bob``, embedded four times with ``C=A`` ... ``C=D`` (as ADCore's screens do).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -24,10 +35,22 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 LIST_PREFIX = "PICO:"
+#: default of the ``P`` macro when the caller gives none
+DEFAULT_P = "PICO:"
+#: the ``P`` macro with its default, as written into every PV name and every open-display action
+P_MACRO = f"$(P={DEFAULT_P})"
+#: the channel macro of ``channel.bob`` (``C=A`` when opened on its own)
+C_MACRO = "$(C=A)"
+#: number of rows (IOCs) of ``overview.bob``; row ``i`` shows prefix ``$(P<i>=PICO<i>:)``
+OVERVIEW_ROWS = 4
 CONFIGS = (None, ROOT / "configs" / "muon_lifetime.yaml")
 
 #: setpoint leaves that are enums (combo box with the IOC's enum strings)
 ENUM_LEAVES = {"Enable", "Coupling", "Source", "Direction", "Waveform", "Acquire", "Pause"}
+
+#: LED "on" colour by meaning (faults and overflows red, pause amber, running green)
+LED_ON = {"Overflow_RBV": (255, 0, 0), "Pause_RBV": (255, 170, 0), "Acquire_RBV": (0, 200, 0)}
+LED_OFF = (60, 60, 60)
 
 COLOURS = {"A": (0, 0, 255), "B": (220, 0, 0), "C": (0, 160, 0), "D": (200, 160, 0)}
 
@@ -37,8 +60,21 @@ ROW = 25
 WIDGET_VERSIONS = {
     "label": "2.0.0", "textupdate": "2.0.0", "textentry": "3.0.0", "combo": "2.0.0",
     "action_button": "3.0.0", "led": "2.0.0", "progressbar": "2.0.0", "xyplot": "3.0.0",
-    "group": "2.0.0",
+    "group": "2.0.0", "embedded": "2.0.0",
 }
+
+
+def pv(leaf: str) -> str:
+    """The PV name of ``leaf`` in a screen: the one place PV names are built."""
+    return f"{P_MACRO}{leaf}"
+
+
+def char_arrays(db_dir: Path = ROOT / "db") -> set[str]:
+    """Leaves served as CHAR waveforms (long strings), from the generated ``db/*.db``: text
+    widgets showing them need Phoebus's string format, else they show ``[83, 116, ...]``."""
+    record = re.compile(r'record\(\w+, "\$\(P\)([^"]+)"\)\s*\{([^}]*)\}')
+    return {m.group(1) for db in db_dir.glob("*.db") for m in record.finditer(db.read_text())
+            if 'field(FTVL, "CHAR")' in m.group(2)}
 
 
 def served_pvs(prefix: str = LIST_PREFIX) -> set[str]:
@@ -56,14 +92,16 @@ def served_pvs(prefix: str = LIST_PREFIX) -> set[str]:
 class Screen:
     """A ``.bob`` display being built with :mod:`xml.etree`."""
 
-    def __init__(self, name: str, width: int, height: int, served: set[str]) -> None:
+    def __init__(self, name: str, width: int, height: int, served: set[str],
+                 channels: Iterable[str] = ("",)) -> None:
         self.root = ET.Element("display", version="2.0.0")
         self._sub(self.root, "name", name)
         self._sub(self.root, "width", width)
         self._sub(self.root, "height", height)
-        macros = ET.SubElement(self.root, "macros")
-        self._sub(macros, "P", LIST_PREFIX)
         self.served = served
+        self.strings = char_arrays()
+        #: values of the ``C`` macro this screen is used with (``channel.bob``: A..D)
+        self.channels = tuple(channels)
         self.skipped: list[str] = []
         self.count = 0
 
@@ -75,7 +113,9 @@ class Screen:
         return e
 
     def ok(self, *leaves: str) -> bool:
-        missing = [x for x in leaves if x not in self.served]
+        """Are the ``leaves`` served (for every channel the screen is used with)?"""
+        missing = [x.replace(C_MACRO, c) for x in leaves for c in self.channels
+                   if x.replace(C_MACRO, c) not in self.served]
         self.skipped += missing
         return not missing
 
@@ -106,8 +146,9 @@ class Screen:
 
     def readback(self, x, y, w, leaf, *, parent=None, h=20):
         if self.ok(leaf):
-            return self.widget("textupdate", x, y, w, h, parent=parent, pv_name=f"$(P){leaf}",
-                               show_units=True)
+            fmt = 6 if leaf.replace(C_MACRO, self.channels[0]) in self.strings else None  # STRING
+            return self.widget("textupdate", x, y, w, h, parent=parent, pv_name=pv(leaf),
+                               format=fmt, show_units=True)
         return None
 
     def setpoint(self, x, y, w, leaf, *, parent=None, h=20):
@@ -115,9 +156,9 @@ class Screen:
             return None
         last = leaf.split(":")[-1]
         if last in ENUM_LEAVES:
-            return self.widget("combo", x, y, w, h, parent=parent, pv_name=f"$(P){leaf}",
+            return self.widget("combo", x, y, w, h, parent=parent, pv_name=pv(leaf),
                                items_from_pv=True)
-        return self.widget("textentry", x, y, w, h, parent=parent, pv_name=f"$(P){leaf}",
+        return self.widget("textentry", x, y, w, h, parent=parent, pv_name=pv(leaf),
                            show_units=True)
 
     def setting_row(self, x, y, leaf, label, *, parent=None, lw=110, sw=110, rw=110):
@@ -153,28 +194,49 @@ class Screen:
             return None
         actions = ET.Element("actions")
         a = ET.SubElement(actions, "action", type="write_pv")
-        self._sub(a, "pv_name", f"$(P){leaf}")
+        self._sub(a, "pv_name", pv(leaf))
         self._sub(a, "value", value)
         self._sub(a, "description", text)
         return self.widget("action_button", x, y, w, h, parent=parent, name=f"{text} button",
                            actions=actions, text=text)
 
-    def open_button(self, x, y, w, text, file, *, h=28):
+    def open_button(self, x, y, w, text, file, *, parent=None, h=28):
+        """A button opening ``file`` in a new tab, passing ``P`` on."""
         actions = ET.Element("actions")
         a = ET.SubElement(actions, "action", type="open_display")
         self._sub(a, "file", file)
+        self._sub(self._sub(a, "macros"), "P", P_MACRO)
         self._sub(a, "target", "tab")
         self._sub(a, "description", text)
-        return self.widget("action_button", x, y, w, h, name=f"open {file}", actions=actions, text=text)
+        return self.widget("action_button", x, y, w, h, parent=parent, name=f"open {file}",
+                           actions=actions, text=text)
+
+    @staticmethod
+    def _colour(tag: str, rgb: tuple[int, int, int]) -> ET.Element:
+        e = ET.Element(tag)
+        ET.SubElement(e, "color", red=str(rgb[0]), green=str(rgb[1]), blue=str(rgb[2]), alpha="255")
+        return e
 
     def led(self, x, y, leaf, *, parent=None, size=20):
-        if self.ok(leaf):
-            return self.widget("led", x, y, size, size, parent=parent, pv_name=f"$(P){leaf}")
-        return None
+        """An LED coloured by what "on" means (:data:`LED_ON`; a leaf without a meaning fails)."""
+        if not self.ok(leaf):
+            return None
+        on = LED_ON[leaf.split(":")[-1]]
+        return self.widget("led", x, y, size, size, parent=parent, pv_name=pv(leaf),
+                           on_color=self._colour("on_color", on),
+                           off_color=self._colour("off_color", LED_OFF))
+
+    def embed(self, x, y, w, h, file, macros: dict[str, str], *, parent=None, name=None):
+        """An embedded display (``file``) with ``macros`` (no resizing)."""
+        m = ET.Element("macros")
+        for k, v in macros.items():
+            self._sub(m, k, v)
+        return self.widget("embedded", x, y, w, h, parent=parent, name=name or f"{file} {macros}",
+                           file=file, macros=m, resize=0)
 
     def progress(self, x, y, w, leaf, *, parent=None, h=20, maximum=100.0):
         if self.ok(leaf):
-            return self.widget("progressbar", x, y, w, h, parent=parent, pv_name=f"$(P){leaf}",
+            return self.widget("progressbar", x, y, w, h, parent=parent, pv_name=pv(leaf),
                                limits_from_pv=False, minimum=0.0, maximum=maximum)
         return None
 
@@ -187,8 +249,8 @@ class Screen:
                 continue
             t = ET.SubElement(tr, "trace")
             self._sub(t, "name", tname)
-            self._sub(t, "x_pv", f"$(P){xl}")
-            self._sub(t, "y_pv", f"$(P){yl}")
+            self._sub(t, "x_pv", pv(xl))
+            self._sub(t, "y_pv", pv(yl))
             self._sub(t, "err_pv", "")
             self._sub(t, "axis", 0)
             self._sub(t, "trace_type", ttype)
@@ -222,8 +284,8 @@ class Screen:
 
 # -- the three screens --------------------------------------------------------------------------
 def main_screen(served: set[str]) -> Screen:
-    s = Screen("picodaq $(P)", 1230, 895, served)
-    s.label(10, 8, 600, "picodaq  $(P)  - PicoScope pulse DAQ", h=28, bold=True)
+    s = Screen(f"picodaq {P_MACRO}", 1230, 895, served)
+    s.label(10, 8, 600, f"picodaq  {P_MACRO}  - PicoScope pulse DAQ", h=28, bold=True)
     s.open_button(860, 8, 170, "Scope ...", "scope.bob")
     s.open_button(1040, 8, 170, "Analysis ...", "analysis.bob")
 
@@ -252,17 +314,11 @@ def main_screen(served: set[str]) -> Screen:
     s.readback_row(5, 127, "Duration_RBV", "record length", parent=g, lw=110, rw=140)
 
     g = s.group(10, 235, 1210, 200, "Channels (setpoint / readback)")
-    for j, c in enumerate("ABCD"):
-        s.label(90 + 280 * j, 0, 270, f"Channel {c}", parent=g)
-    for i, (leaf, lab) in enumerate((("Enable", "enable"), ("Range", "range"), ("Coupling", "coupling"),
-                                     ("Offset", "offset"))):
+    for i, (_, lab) in enumerate(CHANNEL_ROWS + (("Overflow_RBV", "overflow"),)):
         s.label(5, 25 + 27 * i, 80, lab, parent=g)
-        for j, c in enumerate("ABCD"):
-            s.setpoint(90 + 280 * j, 25 + 27 * i, 125, f"{c}:{leaf}", parent=g)
-            s.readback(220 + 280 * j, 25 + 27 * i, 135, f"{c}:{leaf}_RBV", parent=g)
-    s.label(5, 133, 80, "overflow", parent=g)
     for j, c in enumerate("ABCD"):
-        s.led(90 + 280 * j, 133, f"{c}:Overflow_RBV", parent=g)
+        s.embed(90 + 275 * j, 0, CHANNEL_SIZE[0], CHANNEL_SIZE[1], "channel.bob", {"C": c}, parent=g,
+                name=f"channel {c}")
 
     g = s.group(10, 445, 600, 190, "Trigger")
     s.setting_rows(5, 5, (("Enable", "enable"), ("Source", "source"), ("Level", "level"),
@@ -283,6 +339,7 @@ def main_screen(served: set[str]) -> Screen:
     s.setting_row(5, 110, "Waveform:MaxRate", "max publish", parent=g, lw=110, sw=110, rw=0)
     s.readback_row(5, 135, "Waveform:Rate_RBV", "publish rate", parent=g, lw=110, rw=130)
     s.setting_row(5, 165, "Settings:Defer", "defer settings", parent=g, lw=110, sw=110, rw=130)
+    s.setting_row(5, 190, "HDF:Capture", "HDF5 capture", parent=g, lw=110, sw=110, rw=130)
 
     g = s.group(420, 645, 800, 240, "Statistics")
     rows = (("Stats:Triggers_RBV", "triggers"), ("Stats:Events_RBV", "events"),
@@ -298,16 +355,71 @@ def main_screen(served: set[str]) -> Screen:
     return s
 
 
+#: the rows of the channel block (``channel.bob``)
+CHANNEL_ROWS = (("Enable", "enable"), ("Range", "range"), ("Coupling", "coupling"), ("Offset", "offset"))
+#: size of ``channel.bob`` (width, height)
+CHANNEL_SIZE = (270, 160)
+
+
+def channel_screen(served: set[str]) -> Screen:
+    """One channel's settings (setpoint + readback) and overflow LED, for the macro ``C``."""
+    s = Screen(f"channel {C_MACRO}", *CHANNEL_SIZE, served, channels="ABCD")
+    s.label(0, 0, 260, f"Channel {C_MACRO}")
+    for i, (leaf, _) in enumerate(CHANNEL_ROWS):
+        s.setpoint(0, 25 + 27 * i, 125, f"{C_MACRO}:{leaf}")
+        s.readback(130, 25 + 27 * i, 135, f"{C_MACRO}:{leaf}_RBV")
+    s.led(0, 25 + 27 * len(CHANNEL_ROWS), f"{C_MACRO}:Overflow_RBV")
+    return s
+
+
+#: columns of an ``overview.bob`` row: (leaf, heading, width)
+OVERVIEW_COLUMNS = (("State_RBV", "state", 110), ("EventNumber_RBV", "event", 100),
+                    ("Stats:TriggerRate_RBV", "trigger rate", 120), ("Stats:EventRate_RBV", "event rate", 120),
+                    ("Stats:LiveFraction_RBV", "live fraction", 110), ("Buffer:FillLevel_RBV", "buffer %", 90),
+                    ("StatusMessage_RBV", "status", 280))
+ROW_SIZE = (1150, 30)
+
+
+def overview_row_screen(served: set[str]) -> Screen:
+    """One IOC (prefix ``P``) in one line: prefix, running LED, rates, status, and a button to
+    its ``main.bob``."""
+    s = Screen(f"picodaq row {P_MACRO}", *ROW_SIZE, served)
+    s.label(0, 5, 90, P_MACRO)
+    s.led(95, 5, "Acquire_RBV")
+    x = 125
+    for leaf, _, w in OVERVIEW_COLUMNS:
+        s.readback(x, 5, w - 5, leaf)
+        x += w
+    s.open_button(x, 1, ROW_SIZE[0] - x - 5, "Main ...", "main.bob", h=28)
+    return s
+
+
+def overview_screen(served: set[str]) -> Screen:
+    """Several IOCs, one row per prefix: ``overview.bob?P1=LAB1:&P2=LAB2:`` (rows ``i`` without
+    ``P<i>`` show ``PICO<i>:``)."""
+    s = Screen("picodaq overview", ROW_SIZE[0] + 20, 90 + 35 * OVERVIEW_ROWS, served)
+    s.label(10, 8, 700, "picodaq overview  - one row per IOC prefix (macros P1, P2, ...)", h=28, bold=True)
+    s.label(10, 45, 90, "prefix")
+    s.label(95 + 10, 45, 30, "run")
+    x = 135
+    for _, heading, w in OVERVIEW_COLUMNS:
+        s.label(x, 45, w - 5, heading)
+        x += w
+    for i in range(1, OVERVIEW_ROWS + 1):
+        s.embed(10, 35 + 35 * i, *ROW_SIZE, "overview_row.bob", {"P": f"$(P{i}=PICO{i}:)"}, name=f"row {i}")
+    return s
+
+
 def sub_screen(name: str, heading: str, height: int, served: set[str]) -> Screen:
     """A screen opened from the main one: full width, heading, and a button back to ``main.bob``."""
     s = Screen(name, 1230, height, served)
-    s.label(10, 8, 700, f"picodaq  $(P)  - {heading}", h=28, bold=True)
+    s.label(10, 8, 700, f"picodaq  {P_MACRO}  - {heading}", h=28, bold=True)
     s.open_button(1040, 8, 170, "Main ...", "main.bob")
     return s
 
 
 def scope_screen(served: set[str]) -> Screen:
-    s = sub_screen("picodaq scope $(P)", "waveforms against TimeAxis_RBV", 760, served)
+    s = sub_screen(f"picodaq scope {P_MACRO}", "waveforms against TimeAxis_RBV", 760, served)
     s.xyplot(10, 45, 900, 560, "Waveforms",
              [(f"{c}", "TimeAxis_RBV", f"{c}:Waveform_RBV", COLOURS[c], 1) for c in "ABCD"],
              "time relative to trigger (s)", "voltage (V)", "Waveforms plot")
@@ -342,7 +454,7 @@ def scope_screen(served: set[str]) -> Screen:
 
 
 def analysis_screen(served: set[str]) -> Screen:
-    s = sub_screen("picodaq analysis $(P)", "pulse analysis, lifetime, voltmeter", 820, served)
+    s = sub_screen(f"picodaq analysis {P_MACRO}", "pulse analysis, lifetime, voltmeter", 820, served)
     s.xyplot(10, 45, 600, 360, "Pulse heights",
              [("accepted", "Pulse:HeightBins_RBV", "Pulse:Heights_RBV", (0, 90, 200), 5),
               ("noise", "Pulse:HeightBins_RBV", "Pulse:NoiseHeights_RBV", (150, 150, 150), 2)],
@@ -378,12 +490,17 @@ def analysis_screen(served: set[str]) -> Screen:
     return s
 
 
+#: every generated screen and its builder
+SCREENS = {"main.bob": main_screen, "channel.bob": channel_screen, "scope.bob": scope_screen,
+           "analysis.bob": analysis_screen, "overview.bob": overview_screen,
+           "overview_row.bob": overview_row_screen}
+
+
 def build(out_dir: Path = HERE, served: set[str] | None = None) -> dict[str, list[str]]:
-    """Write the three screens; returns the skipped (not served) PVs per file."""
+    """Write the screens; returns the skipped (not served) PVs per file."""
     served = served_pvs() if served is None else served
     skipped = {}
-    for fname, fn in (("main.bob", main_screen), ("scope.bob", scope_screen),
-                      ("analysis.bob", analysis_screen)):
+    for fname, fn in SCREENS.items():
         scr = fn(served)
         scr.write(out_dir / fname)
         skipped[fname] = sorted(set(scr.skipped))

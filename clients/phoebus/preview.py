@@ -25,7 +25,7 @@ OUT = HERE.parents[1] / "docs" / "img"
 STYLE = {  # type -> (face colour, edge colour)
     "group": ("none", "grey"), "label": ("none", "none"), "textupdate": ("#e8e8e8", "#a0a0a0"),
     "textentry": ("white", "#404040"), "combo": ("white", "#404040"), "action_button": ("#d0d8e8", "#405080"),
-    "led": ("#30c030", "#206020"), "progressbar": ("#d0f0d0", "#208020"), "xyplot": ("#f8f8ff", "#404080"),
+    "led": ("#30c030", "#206020"), "embedded": ("none", "#c0c0c0"), "progressbar": ("#d0f0d0", "#208020"), "xyplot": ("#f8f8ff", "#404080"),
 }
 
 
@@ -36,9 +36,9 @@ def _text(w: ET.Element) -> str:
     if kind == "group":
         return w.findtext("name") or ""
     if kind == "xyplot":
-        traces = [t.findtext("y_pv", "").replace("$(P)", "") for t in w.iter("trace")]
+        traces = [t.findtext("y_pv", "").replace("$(P=PICO:)", "") for t in w.iter("trace")]
         return (w.findtext("title") or "") + "\n" + "\n".join(traces)
-    pv = (w.findtext("pv_name") or "").replace("$(P)", "")
+    pv = (w.findtext("pv_name") or "").replace("$(P=PICO:)", "")
     return "" if kind == "led" else pv
 
 
@@ -53,6 +53,8 @@ def draw(widgets: list[ET.Element], ax, x0: int = 0, y0: int = 0) -> None:
         if kind == "group":
             ax.text(x + 4, y + 2, text, fontsize=7, va="top", weight="bold", color="#404040")
             draw(w.findall("widget"), ax, x + 2, y + 20)
+        elif kind == "embedded":  # the embedded screen's widgets, macros left as written
+            draw(ET.parse(HERE / w.findtext("file")).getroot().findall("widget"), ax, x, y)
         elif text:
             ax.text(x + 3, y + ht / 2 if kind != "xyplot" else y + 12, text, fontsize=5.5 if kind != "label" else 6.5,
                     va="center" if kind != "xyplot" else "top", clip_on=True,

@@ -177,7 +177,9 @@ def add_common_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--save", metavar="PNG", default=None,
                     help="headless: wait for the IOC, draw --frames frames, save the image "
                          "(one file per prefix: {prefix} in the name is replaced) and exit")
-    ap.add_argument("--frames", type=int, default=3, help="frames to draw before --save (default 3)")
+    ap.add_argument("--frames", type=int, default=3,
+                    help="frames to draw before --save (default 3); displays with a history take one "
+                         "point per --interval, so the image shows that many points")
     ap.add_argument("--timeout", type=float, default=10.0,
                     help="--save: seconds to wait for the IOC (default 10)")
 
@@ -221,10 +223,18 @@ def run(displays: Iterable[Display], fps: float, show: Callable[[], Any] | None 
 
 def save_when_ready(display: Display, path: str, frames: int, timeout: float,
                     frame_interval: float = 0.2) -> bool:
-    """Wait for the IOC, draw ``frames`` frames ``frame_interval`` s apart, save; True if online."""
+    """Wait for the IOC, draw ``frames`` frames ``frame_interval`` s apart, save; True if online.
+
+    A display with a client-side history (``display.history``) samples one point per history
+    interval, so its frames are spaced by that interval and there are at least two: the saved
+    image shows a line, not an empty plot (a history only starts when the display does)."""
     display.cache.wait_connected(display.required, timeout=timeout)
     import epics
 
+    history = getattr(display, "history", None)
+    if history is not None:
+        frame_interval = max(frame_interval, float(history.interval))
+        frames = max(frames, 2)
     for _ in range(max(frames, 1)):
         display.update()
         epics.ca.poll(frame_interval)

@@ -77,7 +77,7 @@ class BufferManagerPanel(Display):
         self.live_bar = self.ax_live.barh([0], [0], color="tab:green")[0]
         self.ax_fill.tick_params(labelbottom=False)
         self.ax_rate = f.add_axes((0.1, 0.2, 0.85, 0.25))
-        (self.rate_line,) = self.ax_rate.plot([], [], color="tab:blue")
+        (self.rate_line,) = self.ax_rate.plot([], [], color="tab:blue", marker=".", ms=4)
         self.ax_rate.set_xlim(-self.history.length * self.history.interval, 0)
         self.ax_rate.set_ylabel("trigger rate (Hz)", fontsize=8)
         self.ax_rate.set_xlabel("time (s)", fontsize=8)
@@ -123,7 +123,7 @@ class BufferManagerPanel(Display):
         self.info_text.set_text(
             f"TRun: {fnum(run, '.1f', 's')}   Triggers: {fnum(c.value('Stats:Triggers_RBV'), 'd')}   "
             f"Events: {fnum(c.value('Stats:Events_RBV'), 'd')}\n"
-            f"Lifetime: {fnum(live, '.1f', 's')} ({fnum(frac, '.1f', '%')})   "
+            f"Live time: {fnum(live, '.1f', 's')} ({fnum(frac, '.1f', '%')})   "
             f"rate: {fnum(rate, '.3g', 'Hz')}\n"
             f"buffer: {fnum(fill, '.0f', '%')} "
             f"({fnum(c.value('Buffer:Filled_RBV'), 'd')}/{fnum(c.value('Buffer:Size_RBV'), 'd')} slots)")

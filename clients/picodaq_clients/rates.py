@@ -73,7 +73,7 @@ class RateMeter(Display):
         self.ax = self.fig.add_subplot(1, 1, 1)
         # trigger and event rate coincide without dead-time losses: event rate dashed on top
         styles = {"Stats:TriggerRate_RBV": "-", "Stats:EventRate_RBV": "--", "Pulse:Rate_RBV": "-"}
-        self.lines = {s: self.ax.plot([], [], color=col, label=lab, ls=styles[s], lw=1.5)[0]
+        self.lines = {s: self.ax.plot([], [], color=col, label=lab, ls=styles[s], lw=1.5, marker=".", ms=4)[0]
                       for s, lab, col in SERIES}
         self.ax.set_xlim(-self.history.length * self.history.interval, 0)
         self.ax.set_xlabel("time (s)")
@@ -87,7 +87,9 @@ class RateMeter(Display):
             for line in self.lines.values():
                 line.set_visible(False)
             self.ax.set_xlabel("time since run start (s)")
-        self.ax.legend(loc="upper left", fontsize=8)
+        # the legend lists only what is drawn (in ioc mode the client series are hidden)
+        self.ax.legend(handles=[self.ioc_line] if self.source == "ioc" else list(self.lines.values()),
+                       loc="upper left", fontsize=8)
         self._suptitle = self.fig.suptitle(f"{self.prefix} rates", fontsize=11)
 
     def draw(self, now: float) -> None:

@@ -57,7 +57,8 @@ class VoltMeter(Display):
         return [f"{self.module}:Updates_RBV"] + [f"{c}:Enable_RBV" for c in CHANNELS]
 
     def build(self) -> None:
-        gs = self.fig.add_gridspec(1, 3, wspace=0.3)
+        # room on the right for the history's right-hand axis label
+        gs = self.fig.add_gridspec(1, 3, wspace=0.3, left=0.09, right=0.85)
         self.ax_bar = self.fig.add_subplot(gs[0, 0])
         self.ax_hist = self.fig.add_subplot(gs[0, 1:])
         x = np.arange(len(CHANNELS))
@@ -71,7 +72,7 @@ class VoltMeter(Display):
         self.ax_bar.set_ylabel("voltage (V)")
         self.ax_bar.legend(loc="upper right", fontsize=8)
         self.ax_bar.grid(True, axis="y", ls="--", alpha=0.5)
-        self.hist_lines = {c: self.ax_hist.plot([], [], color=CHANNEL_COLOURS[c], label=c)[0]
+        self.hist_lines = {c: self.ax_hist.plot([], [], color=CHANNEL_COLOURS[c], label=c, marker=".", ms=4)[0]
                            for c in CHANNELS}
         self.ax_hist.yaxis.tick_right()
         self.ax_hist.yaxis.set_label_position("right")

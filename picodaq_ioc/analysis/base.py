@@ -27,6 +27,12 @@ from pydantic import BaseModel, ValidationError
 from ..daq.events import EventBatch
 from ..scope.types import Applied
 
+#: Display scale (HOPR) of event and trigger rates, analysis and IOC alike: the simulator and
+#: a USB PicoScope in block or rapid-block mode stay below it (docs/benchmarks.md).
+RATE_SCALE_HZ = 1000.0
+#: Display scale (HOPR) of run, live, dead and trigger times: one day.
+TIME_SCALE_S = 86400.0
+
 
 @dataclass(frozen=True)
 class ResultSpec:

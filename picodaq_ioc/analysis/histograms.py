@@ -135,7 +135,8 @@ class HistogramModule(AnalysisModule):
             ResultSpec("Entries_RBV", "int", "entries (incl. under/overflow)"),
             ResultSpec("Underflow_RBV", "int", "entries below the range"),
             ResultSpec("Overflow_RBV", "int", "entries above the range"),
-            ResultSpec("Mean_RBV", "float", "mean of all entries", units="V", precision=5),
+            ResultSpec("Mean_RBV", "float", "mean of all entries", units="V", precision=5,
+                       low=self.p.range[0], high=self.p.range[1]),
             ResultSpec("Reset", "command", "clear the histogram"),
         )
         self._applied: Applied | None = None

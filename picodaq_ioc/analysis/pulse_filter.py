@@ -43,7 +43,7 @@ import math
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -51,9 +51,9 @@ from scipy import fft as sfft
 
 from ..daq.events import EventBatch
 from ..scope.types import Applied
-from .base import AnalysisConfigError, AnalysisModule, ResultSpec, RunInfo
+from .base import RATE_SCALE_HZ, AnalysisConfigError, AnalysisModule, ResultSpec, RunInfo
 from .histograms import Histogram1D
-from .lifetime import LifetimeFit, fit_lifetime
+from .lifetime import LifetimeFit, fit_lifetime, fit_lifetime_capture
 from .output import CsvWriter, output_path
 from .rate_history import RateCounter
 from .templates import PulseShape, sample_template, shape_values
@@ -95,6 +95,12 @@ class PulseFilterParams(BaseModel):
                     "of the first pulse's height (shape mismatch of real pulses leaves residuals)")
     fit_window: tuple[float, float] = Field((1.5e-6, 15e-6), description="[t_min, t_max] s, t_max > t_min >= 0")
     fit_background: bool = True
+    fit_model: Literal["exponential", "capture"] = Field(
+        "exponential", description="exponential (one lifetime) or capture (mu+ free decay + mu- decay "
+                                   "with tau_capture and mu_ratio fixed; Lifetime_RBV is the mu+ lifetime)")
+    mu_ratio: float = Field(1.25, gt=0.0, le=100.0, description="capture model: mu+/mu- ratio of stopped muons")
+    tau_capture: float = Field(1.795e-6, gt=0.0, le=1e-3,
+                               description="capture model: mu- lifetime in the target, s (oxygen/water 1.795e-6)")
     fit_interval: float = Field(1.0, ge=0.0, description="s between live refits")
     height_bins: int = Field(100, ge=1, le=100_000)
     height_range: tuple[float, float] | None = Field(None, description="[low, high] V; default [0, 4|height|]")
@@ -260,8 +266,10 @@ class PulseFilter(AnalysisModule):
             ResultSpec("Accepted_RBV", "int", "accepted events (coincidence condition met)"),
             ResultSpec("Coincidences_RBV", "int_array", "accepted events by number of channels hit (1..8)",
                        max_length=8),
-            ResultSpec("Rate_RBV", "float", "accepted rate over the last rate_window s", units="Hz"),
-            ResultSpec("MeanRate_RBV", "float", "accepted events / trigger time of the run", units="Hz"),
+            ResultSpec("Rate_RBV", "float", "accepted rate over the last rate_window s", units="Hz",
+                       low=0.0, high=RATE_SCALE_HZ),
+            ResultSpec("MeanRate_RBV", "float", "accepted events / trigger time of the run", units="Hz",
+                       low=0.0, high=RATE_SCALE_HZ),
             ResultSpec("RateHistory_RBV", "array", "accepted rate per bin, oldest first (muon rate history)",
                        units="Hz", max_length=p.rate_history_length),
             ResultSpec("RateHistoryTime_RBV", "array", "bin start times since run start", units="s",
@@ -279,8 +287,14 @@ class PulseFilter(AnalysisModule):
                        max_length=p.decay_bins),
             ResultSpec("Lifetime_RBV", "float", "unbinned ML lifetime (exp + flat background)", units="s",
                        precision=9),
-            ResultSpec("LifetimeErr_RBV", "float", "error of Lifetime_RBV", units="s", precision=9),
-            ResultSpec("Background_RBV", "float", "fitted flat background fraction", precision=4),
+            ResultSpec("LifetimeErr_RBV", "float", "symmetric error of Lifetime_RBV (inverse Hessian)", units="s",
+                       precision=9),
+            ResultSpec("LifetimeErrLow_RBV", "float", "lower profile-likelihood error of Lifetime_RBV", units="s",
+                       precision=9),
+            ResultSpec("LifetimeErrHigh_RBV", "float", "upper profile-likelihood error of Lifetime_RBV", units="s",
+                       precision=9),
+            ResultSpec("Background_RBV", "float", "fitted flat background fraction", precision=4,
+                       low=0.0, high=1.0),
             ResultSpec("FitEntries_RBV", "int", "delays inside the fit window"),
             ResultSpec("FitMin_RBV", "float", "lower edge of the fit window", units="s", precision=9),
             ResultSpec("FitMax_RBV", "float", "upper edge of the fit window (clipped to the record)",
@@ -734,7 +748,11 @@ class PulseFilter(AnalysisModule):
             n = self._n_delays
             lo, hi = self._fit_min, self._fit_max
         if hi > lo:
-            fit = fit_lifetime(d, lo, hi, background=self.p.fit_background)
+            if self.p.fit_model == "capture":
+                fit = fit_lifetime_capture(d, lo, hi, ratio=self.p.mu_ratio, tau_minus=self.p.tau_capture,
+                                           background=self.p.fit_background)
+            else:
+                fit = fit_lifetime(d, lo, hi, background=self.p.fit_background)
         else:
             fit = None
         with self.lock:
@@ -767,6 +785,8 @@ class PulseFilter(AnalysisModule):
                 "DecayBins_RBV": self.h_decay.centres,
                 "Lifetime_RBV": f.tau if f is not None else nan,
                 "LifetimeErr_RBV": f.tau_err if f is not None else nan,
+                "LifetimeErrLow_RBV": f.tau_err_low if f is not None else nan,
+                "LifetimeErrHigh_RBV": f.tau_err_high if f is not None else nan,
                 "Background_RBV": f.background_fraction if f is not None else nan,
                 "FitEntries_RBV": f.n if f is not None else 0,
                 "FitMin_RBV": float(getattr(self, "_fit_min", self.p.fit_window[0])),

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..daq.events import EventBatch
 from ..scope.types import Applied
-from .base import AnalysisModule, ResultSpec, RunInfo
+from .base import RATE_SCALE_HZ, TIME_SCALE_S, AnalysisModule, ResultSpec, RunInfo
 
 __all__ = ["RateHistory", "RateCounter"]
 
@@ -107,10 +107,12 @@ class RateHistory(AnalysisModule):
         self.specs = (
             ResultSpec("History_RBV", "array", "event rate per bin, oldest first", units="Hz", max_length=n),
             ResultSpec("HistoryTime_RBV", "array", "bin start times since run start", units="s", max_length=n),
-            ResultSpec("Rate_RBV", "float", "rate of the last completed bin", units="Hz"),
-            ResultSpec("MeanRate_RBV", "float", "events / trigger time of the run", units="Hz"),
+            ResultSpec("Rate_RBV", "float", "rate of the last completed bin", units="Hz",
+                       low=0.0, high=RATE_SCALE_HZ),
+            ResultSpec("MeanRate_RBV", "float", "events / trigger time of the run", units="Hz",
+                       low=0.0, high=RATE_SCALE_HZ),
             ResultSpec("Events_RBV", "int", "events counted"),
-            ResultSpec("Interval_RBV", "float", "bin width", units="s"),
+            ResultSpec("Interval_RBV", "float", "bin width", units="s", low=0.0, high=TIME_SCALE_S),
             ResultSpec("Reset", "command", "clear the history"),
         )
         self.counter = RateCounter(self.p.interval, n)

@@ -14,6 +14,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..daq.events import EventBatch
+from ..scope.models import ALL_RANGES_V
 from ..scope.types import Applied
 from .base import AnalysisConfigError, AnalysisModule, ResultSpec, RunInfo
 
@@ -51,7 +52,12 @@ class VoltMeter(AnalysisModule):
         units = {"Mean": "V", "RMS": "V", "Std": "V", "PkPk": "V", "Min": "V", "Max": "V"}
         docs = {"Mean": "mean", "RMS": "RMS incl. DC", "Std": "standard deviation (AC RMS)",
                 "PkPk": "peak-to-peak", "Min": "minimum", "Max": "maximum"}
-        specs = [ResultSpec(f"{c}:{s}_RBV", "float", f"channel {c} {docs[s]}", units=units[s], precision=5)
+        # display limits: no PicoScope input exceeds its largest range (+/- V_MAX)
+        v_max = max(ALL_RANGES_V)
+        lim = {"Mean": (-v_max, v_max), "Min": (-v_max, v_max), "Max": (-v_max, v_max),
+               "RMS": (0.0, v_max), "Std": (0.0, v_max), "PkPk": (0.0, 2 * v_max)}
+        specs = [ResultSpec(f"{c}:{s}_RBV", "float", f"channel {c} {docs[s]}", units=units[s], precision=5,
+                            low=lim[s][0], high=lim[s][1])
                  for c in self.p.channels for s in _STATS]
         specs.append(ResultSpec("Updates_RBV", "int", "completed readings"))
         specs.append(ResultSpec("NEvents_RBV", "int", "events per reading"))

@@ -15,7 +15,8 @@ def make_backend(config: Config, *, keep_truth: bool = False) -> ScopeBackend:
 
     ``"sim"`` gives a :class:`~picodaq_ioc.scope.sim.SimScope` from the ``simulation`` and
     ``device`` sections; ``"picoscope"`` imports ``picodaq_ioc.scope.picoscope`` lazily and
-    calls its ``make_picoscope_backend(config)``.
+    calls its ``make_picoscope_backend(config)``; ``"replay"`` plays ``replay.input``
+    (:class:`~picodaq_ioc.scope.replay.ReplayScope`).
 
     Raises
     ------
@@ -45,7 +46,15 @@ def make_backend(config: Config, *, keep_truth: bool = False) -> ScopeBackend:
                 "picodaq_ioc.scope.picoscope has no make_picoscope_backend(config); the hardware "
                 "backend is incomplete")
         return factory(config)
-    raise DriverNotAvailable(f"unknown backend {kind!r}; allowed: sim, picoscope")
+    if kind == "replay":
+        from .recorded import RecordingError
+        from .replay import ReplayScope
+
+        r = config.replay
+        if not r.input:
+            raise RecordingError("replay.input: no recorded file given (--input FILE)")
+        return ReplayScope(r.input, r.pacing, r.rate, model=config.device.model, variant=config.device.variant)
+    raise DriverNotAvailable(f"unknown backend {kind!r}; allowed: sim, picoscope, replay")
 
 
 __all__ = ["make_backend"]

@@ -115,4 +115,13 @@ def scope_settings(
     return channels, timebase, trigger, siggen
 
 
-__all__ = ["family_channels", "record_samples", "scope_settings"]
+def config_dump(cfg: Config) -> dict:
+    """``cfg`` as plain JSON data that validates back to the same configuration (stored in
+    HDF5 files). Simulation sources keep only their set keys (the others are rejected for
+    sources of another kind)."""
+    data = cfg.model_dump(mode="json")
+    data["simulation"]["sources"] = [s.model_dump(mode="json", exclude_unset=True) for s in cfg.simulation.sources]
+    return data
+
+
+__all__ = ["config_dump", "family_channels", "record_samples", "scope_settings"]

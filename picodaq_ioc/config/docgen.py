@@ -23,7 +23,9 @@ from .schema import (
     BufferSection,
     ChannelSection,
     DeviceSection,
+    Hdf5Section,
     IocSection,
+    ReplaySection,
     SigGenSection,
     SimulationSection,
     SourceSection,
@@ -45,6 +47,8 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("simulation.sources[]", SourceSection),
     ("analysis[]", AnalysisSection),
     ("ioc", IocSection),
+    ("hdf5", Hdf5Section),
+    ("replay", ReplaySection),
 ]
 
 

@@ -100,6 +100,27 @@ class LegacyKey:
     scale: float = 1.0  # native = legacy * scale
     unit: str = ""
     file: str | None = None
+    #: how the native value follows from the legacy key when the user did not write it
+    #: (a picoDAQ default), added to messages about it
+    note: str = ""
+
+
+#: keys only a pulse-filter file has (``logFile`` etc. are shared with other files)
+_PF_ONLY = frozenset({"pulseShape", "trgPulseShape", "NminCoincidence", "acceptPattern", "doublePulse",
+                      "timingPrecision", "logFile2", "rawFile1", "Nraw1", "RMeterInterval", "RMeterRate",
+                      "taur", "tauon", "tauf", "tauf2", "tauoff", "taur2", "pheight"})
+
+
+def pulse_filter_key(data: Mapping[str, Any]) -> str | None:
+    """The first pulse-filter key if ``data`` is a picoCosmo/picoDAQ pulse-filter file
+    (``PF*.yaml``) rather than a DAQ configuration, else None."""
+    keys = [str(k) for k in data]
+    if not any(k in _PF_ONLY for k in keys):
+        return None
+    if any(k in DEVICE_KEYS or k in DAQ_KEYS or k in BUFFER_KEYS or k in NATIVE_IN_LEGACY
+           for k in keys if k not in PULSE_FILTER_KEYS and k not in ("verbose", "mode")):
+        return None
+    return next(k for k in keys if k in PULSE_FILTER_KEYS)
 
 
 def is_legacy(data: Mapping[str, Any]) -> bool:
@@ -127,8 +148,8 @@ class _Translator:
         log.info(text)
 
     def map(self, native: tuple, name: str, value: Any = _MISSING, scale: float = 1.0, unit: str = "",
-            file: str | None = None) -> None:
-        self.keymap[native] = LegacyKey(name, value, scale, unit, file or self.path)
+            file: str | None = None, note: str = "") -> None:
+        self.keymap[native] = LegacyKey(name, value, scale, unit, file or self.path, note)
 
     # ---------------------------------------------------------------- entry
     def translate(self, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -182,7 +203,24 @@ class _Translator:
                 native[k] = val
                 self.map((k,), k, file=f)
         self.daq_extras(data, native)
+        if "simulation" not in native:
+            self.default_simulation(native, (self.path, dev_file, data.get("PFfile")))
         return native
+
+    def default_simulation(self, native: dict[str, Any], names: tuple[Any, ...]) -> None:
+        """No ``simulation:`` section: a default detector named by the files, and a notice."""
+        from .detectors import DETECTORS, default_simulation, detector_kind
+
+        if (native.get("device") or {}).get("backend", "sim") != "sim":
+            return
+        kind = detector_kind(names)
+        if kind is None:
+            return  # the model check says that the simulator makes only noise
+        chans = [c for c, v in (native.get("channels") or {}).items() if (v or {}).get("enabled", True)]
+        native["simulation"] = default_simulation(kind, chans, (native.get("trigger") or {}).get("source"))
+        self.note(f"{self.path}: no 'simulation:' section; the simulated scope uses the default "
+                  f"'{kind}' detector ({DETECTORS[kind][1]}); add a 'simulation:' section to change it "
+                  "(see configs/kamiokanne_real.yaml and docs/configuration.md)")
 
     def check_keys(self, data: Mapping[str, Any], allowed: tuple[str, ...], file: str | None) -> None:
         import difflib
@@ -293,11 +331,16 @@ class _Translator:
 
         f = d["frqSG"]
         stop = d["stopFreqSG"]
+        implied: dict[str, str] = {}  # native key -> how picoDAQ's default follows from frqSG
         if stop is None and _num(f):
             stop = 9.0 * f
+            implied["stop_frequency"] = (f"stopFreqSG is not set, so picoDAQ's default stopFreqSG = 9 x frqSG "
+                                         f"= {stop:g} Hz applies; set stopFreqSG, or a lower frqSG")
         dwell = d["dwellTimeSG"]
         if dwell is None and _num(f) and f != 0:
             dwell = 10.0 / f
+            implied["dwell_time"] = (f"dwellTimeSG is not set, so picoDAQ's default dwellTimeSG = 10 / frqSG "
+                                     f"= {dwell:g} s applies; set dwellTimeSG")
         off = _num(f) and f == 0
         out["siggen"] = {
             "enabled": not off,
@@ -312,7 +355,10 @@ class _Translator:
         for nk, lk in (("frequency", "frqSG"), ("waveform", "waveTypeSG"), ("amplitude", "PkToPkSG"),
                        ("offset", "offsetVoltageSG"), ("sweep", "swpSG"), ("stop_frequency", "stopFreqSG"),
                        ("dwell_time", "dwellTimeSG")):
-            self.map(("siggen", nk), lk, d[lk] if d[lk] is not None else _MISSING, file=file)
+            if nk in implied:  # the user wrote frqSG, not this key: name frqSG and say why
+                self.map(("siggen", nk), "frqSG", f, file=file, note=implied[nk])
+            else:
+                self.map(("siggen", nk), lk, d[lk] if d[lk] is not None else _MISSING, file=file)
         self.map(("siggen",), "frqSG", f, file=file)
         return out
 

@@ -42,6 +42,8 @@ class _Checker:
                 value = lk.value
             if lk.scale != 1.0 and allowed:
                 allowed = _rescale_allowed(allowed, lk.scale, lk.unit)
+            if getattr(lk, "note", ""):
+                problem = f"{problem} ({lk.note})"
         raise ConfigError(problem, path=path, key=key, value=value, allowed=allowed)
 
     def run(self) -> None:
@@ -148,6 +150,13 @@ class _Checker:
         if sim.siggen_channel is not None and sim.siggen_channel not in m.channels:
             self.fail(("simulation", "siggen_channel"), f"channel does not exist on the {m.family}",
                       sim.siggen_channel, ", ".join(m.channels))
+        if cfg.device.backend == "sim" and not sim.sources:
+            self.notices.append(
+                f"simulation: no sources, so the simulated scope makes only noise ({sim.noise_rms * 1e3:g} mV RMS)"
+                + (" and the generator loopback" if sim.siggen_channel else "")
+                + "; a trigger fires only on noise or by auto-trigger. Add sources under 'simulation:' "
+                "(examples: configs/kamiokanne_real.yaml, configs/cosmo_coincidence.yaml, configs/sipm.yaml, "
+                "configs/geiger.yaml)")
         for i, src in enumerate(sim.sources):
             for j, ch in enumerate(src.channels):
                 if ch not in m.channels:

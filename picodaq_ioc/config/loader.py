@@ -236,6 +236,12 @@ def validate_data(
     notices: list[str] = []
     if "source_file" in data:
         raise ConfigError("unknown key", path=where, key="source_file")
+    pf_key = legacy.pulse_filter_key(data)
+    if pf_key is not None:
+        raise ConfigError(
+            "this is a pulse-filter file (picoCosmo/picoDAQ PF*.yaml), not a DAQ configuration: put it "
+            "under `analysis:` of a configuration (`analysis: [{module: pulse, <its keys>}]`) or name it as "
+            "`PFfile:` in a picoCosmo DAQ file (*.daq)", path=where, key=pf_key)
     if legacy.is_legacy(data):
         data, keymap, notices = legacy.translate(data, path)
     try:

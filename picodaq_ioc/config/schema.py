@@ -10,6 +10,8 @@ Native YAML/JSON layout::
     siggen:     {enabled: false, waveform: Sine, frequency: 1e5, amplitude: 0.4, offset: 0,
                  sweep: UpDown, stop_frequency: null, dwell_time: null}
     buffer:     {n_buffers: 16, log_file: null, verbose: 1, log_time: 60}
+    hdf5:       {file_path: "", file_name: picodaq, num_capture: 0, compression: none, ...}
+    output_dir: runs
     simulation: {seed: 1, realtime: true, noise_rms: 0.5e-3, sources: [...]}
     analysis:   [{module: pulse, ...}, ...]
 
@@ -81,8 +83,9 @@ class _Strict(BaseModel):
 class DeviceSection(_Strict):
     """Which scope (or simulator) and which model family its tables come from."""
 
-    backend: Literal["sim", "picoscope"] = Field(
-        default="sim", description="`sim` (simulated scope) or `picoscope` (hardware via pico-python)")
+    backend: Literal["sim", "picoscope", "replay"] = Field(
+        default="sim", description="`sim` (simulated scope), `picoscope` (hardware via pico-python) or "
+        "`replay` (a recorded file, see `replay:`)")
     model: Family = Field(default="2000a", description="model family (driver), picoDAQ `PSmodel`")
     variant: str | None = Field(
         default=None, description="e.g. `2206B`; selects max sample rate / ranges where known")
@@ -220,10 +223,59 @@ class BufferSection(_Strict):
     log_time: float = Field(default=60.0, gt=0.0, le=86400.0, description="s between periodic rate log lines")
 
 
+class Hdf5Section(_Strict):
+    """HDF5 file writer (areaDetector NDFileHDF5 names; the same as the ``HDF:*`` PVs)."""
+
+    file_path: str = Field(default="", description="directory of the files (`HDF:FilePath`); "
+                           "empty = the output directory")
+    file_name: str = Field(default="picodaq", description="base name (`HDF:FileName`)")
+    file_number: int = Field(default=1, ge=0, le=2**31 - 1, description="number of the next file (`HDF:FileNumber`)")
+    file_template: str = Field(default="%s%s_%3.3d.h5",
+                               description="printf template of (path, name, number) (`HDF:FileTemplate`)")
+    auto_increment: bool = Field(default=True, description="file_number + 1 after each file (`HDF:AutoIncrement`)")
+    num_capture: int = Field(default=0, ge=0, le=2**31 - 1,
+                             description="events per file, 0 = until stopped or the run ends (`HDF:NumCapture`)")
+    compression: Literal["none", "lz4", "gzip"] = Field(
+        default="none", description="none, lz4 (needs hdf5plugin) or gzip (`HDF:Compression`)")
+    event_filter: Literal["all", "accepted", "double"] = Field(
+        default="all", description="all events, events accepted by the pulse module, or double pulses "
+        "(`HDF:EventFilter`)")
+    capture: bool = Field(default=False, description="start capturing when the IOC starts (`HDF:Capture`)")
+
+    @field_validator("file_template")
+    @classmethod
+    def _template(cls, v: str) -> str:
+        try:
+            v % ("", "x", 1)
+        except (TypeError, ValueError):
+            raise ValueError(f"does not format (path, name, number){ALLOWED_SEP}a printf template with "
+                             "%s %s %d, e.g. %s%s_%3.3d.h5") from None
+        return v
+
+    @field_validator("compression", "event_filter", mode="before")
+    @classmethod
+    def _lower(cls, v: Any) -> Any:
+        return v.strip().lower() if isinstance(v, str) else v
+
+
+class ReplaySection(_Strict):
+    """The replay backend (``device.backend: replay``): plays a recorded file."""
+
+    input: str | None = Field(default=None, description="recorded file: picodaq-ioc HDF5, picoCosmo raw "
+                              "(.dat/.yaml) or a .zip holding one (`--input`)")
+    pacing: Literal["recorded", "rate", "fast"] = Field(
+        default="recorded", description="recorded timing, `rate` events/s, or as fast as possible")
+    rate: float = Field(default=10.0, gt=0.0, le=1e7,
+                        description="events/s for pacing `rate`; event spacing of files without times")
+
+
 #: keys meaningful for each source kind (others are rejected)
 SOURCE_KEYS: dict[str, frozenset[str]] = {
-    "muon": frozenset({"kind", "channels", "rate", "amplitude", "amplitude_spread", "rise", "flat", "fall",
-                       "decay_fraction", "lifetime", "channel_delays", "jitter"}),
+    "muon": frozenset({"kind", "channels", "rate", "amplitude", "amplitude_spread", "amplitude_spread_low",
+                       "rise", "flat", "fall", "tail", "decay_fraction", "lifetime", "decay_amplitude",
+                       "decay_amplitude_spread", "mu_ratio", "lifetime_minus", "afterpulse_probability",
+                       "afterpulse_delay", "afterpulse_spread", "afterpulse_amplitude", "channel_delays",
+                       "jitter"}),
     "sipm": frozenset({"kind", "channels", "rate", "amplitude", "amplitude_spread", "rise", "flat", "fall",
                        "crosstalk", "gain_spread", "jitter"}),
     "geiger": frozenset({"kind", "channels", "rate", "amplitude", "amplitude_spread", "rise", "flat", "fall",
@@ -246,9 +298,33 @@ class SourceSection(_Strict):
     rise: float = Field(default=20e-9, ge=0.0, le=1.0, description="pulse rise time, s")
     flat: float = Field(default=12e-9, ge=0.0, le=1.0, description="pulse flat top, s")
     fall: float = Field(default=128e-9, gt=0.0, le=1.0, description="pulse fall time, s")
+    amplitude_spread_low: float | None = Field(
+        default=None, ge=0.0, le=10.0,
+        description="muon: log-sigma below the median; set, amplitude is the median of a split log-normal "
+                    "with amplitude_spread above it (real PM spectra have a long low tail)")
+    tail: Literal["linear", "exponential"] = Field(
+        default="linear", description="muon: linear fall, or exponential tail with time constant fall")
     decay_fraction: float = Field(
-        default=0.0, ge=0.0, le=1.0, description="muon: fraction of events with a decay second pulse")
-    lifetime: float = Field(default=2.1969811e-6, gt=0.0, le=1.0, description="muon: decay lifetime, s")
+        default=0.0, ge=0.0, le=1.0,
+        description="muon: fraction of muons that stop (with mu_ratio: some mu- are captured without pulse)")
+    lifetime: float = Field(default=2.1969811e-6, gt=0.0, le=1.0, description="muon: (mu+) decay lifetime, s")
+    decay_amplitude: float | None = Field(
+        default=None, ge=-100.0, le=100.0, description="muon: mean decay-electron height, V; default amplitude")
+    decay_amplitude_spread: float | None = Field(
+        default=None, ge=0.0, le=10.0, description="muon: log-sigma of the decay-electron height")
+    mu_ratio: float | None = Field(
+        default=None, gt=0.0, le=100.0,
+        description="muon: mu+/mu- ratio of stopped muons; mu- decay with lifetime_minus, and only with "
+                    "probability lifetime_minus / lifetime (else captured); unset: all decay with lifetime")
+    lifetime_minus: float = Field(default=1.795e-6, gt=0.0, le=1.0,
+                                  description="muon: mu- lifetime in the target, s (oxygen/water 1.795e-6)")
+    afterpulse_probability: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="muon: photomultiplier after-pulse probability per pulse")
+    afterpulse_delay: float = Field(default=1.0e-6, ge=0.0, le=1.0, description="muon: mean after-pulse delay, s")
+    afterpulse_spread: float = Field(default=0.3e-6, ge=0.0, le=1.0,
+                                     description="muon: Gaussian sigma of the after-pulse delay, s")
+    afterpulse_amplitude: float = Field(default=0.1, ge=0.0, le=10.0,
+                                        description="muon: after-pulse height relative to its pulse")
     channel_delays: list[float] | None = Field(
         default=None, description="muon: per listed channel, s, added to the pulse time")
     jitter: float = Field(default=0.0, ge=0.0, le=1.0, description="Gaussian time jitter per channel, s")
@@ -332,6 +408,10 @@ class Config(_Strict):
     simulation: SimulationSection = Field(default_factory=SimulationSection)
     analysis: list[AnalysisSection] = Field(default_factory=list)
     ioc: IocSection = Field(default_factory=IocSection)
+    hdf5: Hdf5Section = Field(default_factory=Hdf5Section)
+    replay: ReplaySection = Field(default_factory=ReplaySection)
+    output_dir: str = Field(default="runs", description="directory of the run files (analysis CSV/summary, "
+                            "HDF5 files, BMsum files); `--output-dir` overrides it")
     source_file: str | None = Field(default=None, exclude=True)
     _notices: list[str] = PrivateAttr(default_factory=list)
 

@@ -105,6 +105,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 
@@ -216,7 +218,12 @@ class BufferManager:
     log : callable, optional
         Called with every log message (in addition to :mod:`logging`).
     log_file : str, optional
-        Prefix of the end-of-run summary file ``<log_file>_<yymmdd-HHMM>.sum`` (appended).
+        Prefix of the end-of-run summary file.  The first run that ends creates
+        ``<log_dir>/<log_file>_<yymmdd-HHMMSS>.sum`` (``-2``, ``-3`` ... appended when that name
+        exists: created exclusively, so two buffer managers never share a file); every run
+        of this buffer manager appends one line to it.
+    log_dir : str, optional
+        Directory of the summary file (created if needed); default the working directory.
     log_time : float
         Seconds of run time between periodic rate log lines.
     serial : str, optional
@@ -225,7 +232,7 @@ class BufferManager:
 
     def __init__(self, backend: ScopeBackend, n_buffers: int = 16, *, rate_window: float = 2.0,
                  log: Callable[[str], None] | None = None, log_file: str | None = None,
-                 log_time: float = 60.0, serial: str | None = None) -> None:
+                 log_time: float = 60.0, serial: str | None = None, log_dir: str | None = None) -> None:
         if int(n_buffers) < 2:
             raise ValueError(f"n_buffers: {n_buffers} is too small; allowed: an integer >= 2")
         self.backend = backend
@@ -233,6 +240,8 @@ class BufferManager:
         self.rate_window = float(rate_window)
         self._log_cb = log
         self.log_file = log_file
+        self.log_dir = log_dir
+        self.summary_path: str | None = None  # set when the first summary is written
         self.log_time = float(log_time)
         self.serial = serial
 
@@ -284,10 +293,11 @@ class BufferManager:
         self._toff = np.zeros(n, dtype=np.float64)
         self._ovf = np.zeros((n, nch), dtype=bool)
         self._auto = np.zeros(n, dtype=bool)
+        self._liveat = np.zeros(n, dtype=np.float64)
         self._ones = np.arange(1, n + 1, dtype=np.int64)
         # read-only views handed to consumers (slices of them are read-only too)
         self._ro = []
-        for a in (self._raw, self._evnum, self._ttrig, self._toff, self._ovf, self._auto):
+        for a in (self._raw, self._evnum, self._ttrig, self._toff, self._ovf, self._auto, self._liveat):
             v = a.view()
             v.flags.writeable = False
             self._ro.append(v)
@@ -295,6 +305,11 @@ class BufferManager:
     @property
     def n_buffers(self) -> int:
         return self._n
+
+    @property
+    def start_wall(self) -> float:
+        """Host wall-clock time (epoch s) of the current run's start: ``t_trigger`` 0."""
+        return self._start_wall
 
     @property
     def nbytes(self) -> int:
@@ -495,7 +510,7 @@ class BufferManager:
             j = i + k
             ro = self._ro
             batch = EventBatch(self._applied, self._channels, ro[0][i:j], ro[1][i:j], ro[2][i:j],
-                               ro[3][i:j], ro[4][i:j], ro[5][i:j])
+                               ro[3][i:j], ro[4][i:j], ro[5][i:j], ro[6][i:j])
             c.next = s + k
             c._pending = batch
             c._pending_end = s + k
@@ -546,7 +561,7 @@ class BufferManager:
         j = i + 1
         return EventBatch(self._applied, self._channels, self._raw[i:j].copy(), self._evnum[i:j].copy(),
                           self._ttrig[i:j].copy(), self._toff[i:j].copy(), self._ovf[i:j].copy(),
-                          self._auto[i:j].copy())
+                          self._auto[i:j].copy(), self._liveat[i:j].copy())
 
     def latest(self) -> EventBatch | None:
         """Random consumer: a copy of the newest event in the ring (k = 1), or None."""
@@ -725,6 +740,12 @@ class BufferManager:
         return self._state
 
     @property
+    def run_start_time(self) -> float:
+        """Host wall-clock time (epoch s) of the start of the current/last run (0: none yet);
+        ``EventBatch.t_trigger`` counts from it."""
+        return self._start_wall
+
+    @property
     def summary(self) -> RunSummary | None:
         """Summary of the last finished run (None while running)."""
         return self._summary
@@ -881,6 +902,7 @@ class BufferManager:
             use = min(k, mx - self._events)
         n_ring = self._n
         first = True
+        live_at = self._live + cap.live_time_s  # only this thread changes _live
         i = 0
         while i < use:
             head = self._head
@@ -906,6 +928,7 @@ class BufferManager:
                 self._toff[slot] = cap.trigger_time_offset_s[0]
                 self._ovf[slot] = cap.overflow[0]
                 self._auto[slot] = cap.auto_triggered[0]
+                self._liveat[slot] = live_at
             else:
                 self._raw[slot:j] = cap.raw[i:e]
                 np.add(self._ones[:m], head, out=self._evnum[slot:j])
@@ -913,6 +936,7 @@ class BufferManager:
                 self._toff[slot:j] = cap.trigger_time_offset_s[i:e]
                 self._ovf[slot:j] = cap.overflow[i:e]
                 self._auto[slot:j] = cap.auto_triggered[i:e]
+                self._liveat[slot:j] = live_at
             with self._lock:
                 if first:
                     self._triggers += k
@@ -1084,6 +1108,24 @@ class BufferManager:
             self._log(f"device reconnected, configuration generation {applied.config_generation}")
             return True
 
+    def _summary_file(self, start_time: float):
+        """The open summary file (append); created exclusively with a unique name at first use."""
+        if self.summary_path is not None:
+            return open(self.summary_path, "a", encoding="utf-8")
+        d = Path(self.log_dir) if self.log_dir else Path(".")
+        d.mkdir(parents=True, exist_ok=True)
+        base = f"{self.log_file}_{datetime.fromtimestamp(start_time).strftime('%y%m%d-%H%M%S')}"
+        n = 1
+        while True:
+            path = d / (f"{base}.sum" if n == 1 else f"{base}-{n}.sum")
+            try:
+                f = open(path, "x", encoding="utf-8")
+            except FileExistsError:
+                n += 1
+                continue
+            self.summary_path = str(path)
+            return f
+
     def _finish(self, end_state: RunState) -> None:
         be = self.backend
         try:
@@ -1126,12 +1168,12 @@ class BufferManager:
                 last_error=self.last_error, n_buffers=self._n, run_id=self._run_id)
         self._log("*==* BufferManager ending, " + summary.format())
         if self.log_file:
-            path = f"{self.log_file}_{summary.start_time_str}.sum"
             try:
-                with open(path, "a", encoding="utf-8") as f:
+                with self._summary_file(summary.start_time) as f:
                     f.write(summary.format() + "\n")
             except OSError as exc:
-                logger.error("cannot write run summary to %s: %s", path, exc)
+                logger.error("cannot write run summary (%s_*.sum in %s): %s", self.log_file,
+                             self.log_dir or ".", exc)
         with self._lock:
             self._summary = summary
         self._run_events.ended(summary)

@@ -34,6 +34,8 @@ class EventBatch:
     trigger_time_offset_s: np.ndarray  # float64 [k]
     overflow: np.ndarray  # bool [k, n_channels]
     auto_triggered: np.ndarray  # bool [k]
+    #: float64 [k], the run's live time up to and including the event's capture, s
+    live_time: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.raw.shape[0])

@@ -25,12 +25,14 @@ from ..daq.events import RunState
 from ..daq.lifecycle import RunStart
 from ..scope.types import Applied, ScopeInfo
 from . import caproto_fixes
+from .caproto_ctrl import TYPE_MAP, TYPE_MAP_READ_ONLY
 from .controller import Controller, PutRefused, explain
 from .groups.acquisition import AcquisitionGroup
 from .groups.analysis import AnalysisGroup, make_analysis_group
 from .groups.buffer import BufferGroup
 from .groups.channel import make_channel_group
 from .groups.device import DeviceGroup
+from .groups.hdf import HdfGroup
 from .groups.settings import SettingsGroup
 from .groups.siggen import make_siggen_group
 from .groups.stats import StatsGroup
@@ -60,8 +62,18 @@ class StagedResult:
     error: str | None = None
 
 
+class IocStatus(StatusHelper):
+    """caproto's IOC health PVs (``IOC:``), answering DBR_CTRL reads as RSRV does."""
+
+    type_map = TYPE_MAP
+    type_map_read_only = TYPE_MAP_READ_ONLY
+
+
 class PicoDAQIOC(PVGroup):
     """Root group of the IOC (see :func:`build_ioc_class` for the composition)."""
+
+    type_map = TYPE_MAP
+    type_map_read_only = TYPE_MAP_READ_ONLY
 
     channel_names: tuple[str, ...] = ()
     analysis_attrs: tuple[str, ...] = ()
@@ -83,6 +95,8 @@ class PicoDAQIOC(PVGroup):
         self.frame_listeners: list[Any] = []
         #: the PV Access mirror (:class:`~picodaq_ioc.ioc.pva.PvaMirror`) when ``--pva``, else None
         self.pva: Any = None
+        #: the HDF5 file writer (``Hdf5Writer``) behind the ``HDF:`` PVs, set by the CLI
+        self.writer: Any = None
         #: the caproto server Context (set by the CLI): client counts for IOC:CA_CLNT_CNT
         self.server_context: Any = None
         self._last_state: RunState | None = None
@@ -130,6 +144,8 @@ class PicoDAQIOC(PVGroup):
             for g in self.setting_groups():
                 await g.show_requested(ctl)
             await self.buffer.show_requested(ctl)
+            if self.writer is not None:
+                await self.hdf.start(self.writer)
             applied = ctl.applied
             if applied is not None:
                 await self.show_applied(applied)
@@ -206,7 +222,7 @@ class PicoDAQIOC(PVGroup):
             if volts is None:
                 continue
             await grp.waveform.write(volts, timestamp=ts)
-            await grp.show_overflow(frame.overflow.get(ch, False))
+            await grp.show_overflow(frame.overflow.get(ch, False), timestamp=ts)
         await self.wf.event_number.write(min(frame.event_number, 2**31 - 1), timestamp=ts)
         await self.wf.trigger_time.write(frame.t_trigger, timestamp=ts)
         await self.wf.counter.write(min(int(self.wf.counter.value) + 1, 2**31 - 1), timestamp=ts)
@@ -393,19 +409,20 @@ def build_ioc_class(info: ScopeInfo, *, max_samples: int = 16384,
         "buffer": SubGroup(BufferGroup, prefix="Buffer:"),
         "stats": SubGroup(StatsGroup, prefix="Stats:"),
         "wf": SubGroup(WaveformGroup, prefix=""),
+        "hdf": SubGroup(HdfGroup, prefix="HDF:"),
     })
     seen: set[str] = set()
     analysis_attrs = []
     for i, module in enumerate(analysis_modules):
         prefix = str(module.prefix)
-        if prefix in seen or prefix in ("Trigger", "SigGen", "Settings", "Buffer", "Stats", "Waveform", "IOC",
+        if prefix in seen or prefix in ("Trigger", "SigGen", "Settings", "HDF", "Buffer", "Stats", "Waveform", "IOC",
                                         *info.channels):
             raise ValueError(f"analysis module prefix {prefix!r} is already used")
         seen.add(prefix)
         attr = f"analysis_{i}"
         attrs[attr] = SubGroup(make_analysis_group(module), prefix=f"{prefix}:")
         analysis_attrs.append(attr)
-    attrs["ioc"] = SubGroup(StatusHelper, prefix="IOC:")
+    attrs["ioc"] = SubGroup(IocStatus, prefix="IOC:")
     attrs["channel_names"] = tuple(info.channels)
     attrs["analysis_attrs"] = tuple(analysis_attrs)
     return type("PicoDAQIOCGroup", (PicoDAQIOC,), attrs)

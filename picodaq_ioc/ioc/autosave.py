@@ -30,8 +30,12 @@ Names are stored without the PV prefix, so a different ``--prefix`` still restor
   of it is reported as refused. A plain PVGroup without that hook gets file order with a second
   pass for values refused in the first. Values equal to the current ones are skipped; values
   refused by their PV's own checks are logged and skipped.
+- Backups, as EPICS autosave keeps them: before each save the previous (valid) file is copied
+  to ``<file>.savB``; at each IOC start the file is copied to ``<file>_YYMMDD-HHMMSS`` and the
+  newest :data:`KEEP_DATED` of those dated copies are kept.
 - A corrupt or unreadable file is reported (log + ``StatusMessage_RBV``), copied aside to
-  ``<file>.bad`` and ignored: never fatal.
+  ``<file>.bad`` and ignored: never fatal; the settings are then restored from ``<file>.savB``
+  if that one is valid.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterable, Mapping
@@ -65,6 +70,9 @@ __all__ = [
 ]
 
 FORMAT = "picodaq-ioc autosave 1"
+
+#: dated copies ``<file>_YYMMDD-HHMMSS`` kept (one is made at each IOC start)
+KEEP_DATED = 5
 
 #: Setpoints that are run controls, not settings (patterns on the name without prefix).
 DEFAULT_EXCLUDE: tuple[str, ...] = ("Acquire", "Pause", "*Reset*", "*:Acquire", "*:Pause", "Settings:Defer")
@@ -90,6 +98,46 @@ def default_path(config_path: str | Path | None, fallback_dir: str | Path = ".")
         return Path(fallback_dir) / "picodaq-ioc.autosave.json"
     p = Path(config_path)
     return p.with_name(p.stem + ".autosave.json")
+
+
+def backup_path(path: str | Path) -> Path:
+    """``<file>.savB``: the previous good file (autosave's ``.savB``)."""
+    p = Path(path)
+    return p.with_name(p.name + ".savB")
+
+
+def dated_backup(path: str | Path, keep: int = KEEP_DATED, now: float | None = None) -> Path | None:
+    """Copy ``path`` to ``<file>_YYMMDD-HHMMSS`` and delete all but the newest ``keep`` such
+    copies; None when there is no file yet."""
+    p = Path(path)
+    if not p.is_file():
+        return None
+    dst = p.with_name(f"{p.name}_{time.strftime('%y%m%d-%H%M%S', time.localtime(now))}")
+    shutil.copy2(p, dst)
+    for old in sorted(p.parent.glob(p.name + "_[0-9][0-9][0-9][0-9][0-9][0-9]-[0-9][0-9][0-9][0-9][0-9][0-9]"))[:-keep]:
+        with contextlib.suppress(OSError):
+            old.unlink()
+    return dst
+
+
+def describe_restore(path: str | Path, *, restore: bool = True) -> str:
+    """One line for ``--check``: which settings the autosave file will restore at start (they
+    override the configuration file's values)."""
+    p = Path(path)
+    if not restore:
+        return f"autosave: {p} (--no-restore: nothing is restored; settings are saved there)"
+    try:
+        doc = read_file(p)
+    except FileNotFoundError:
+        return f"autosave: {p} does not exist yet: nothing is restored; settings will be saved there"
+    except AutosaveError as exc:
+        return f"autosave: {p} is unusable and will be ignored ({exc.reason})"
+    items = [f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in doc["settings"].items()
+             if v is not None]
+    if not items:
+        return f"autosave: {p} holds no settings: nothing is restored"
+    return (f"autosave: {p} (saved {doc.get('saved', '?')}) will restore {len(items)} settings over this "
+            f"file's values at start: {', '.join(items)} (start with --no-restore to use the file as it is)")
 
 
 def _is_read_only(chan: Any) -> bool:
@@ -275,10 +323,23 @@ class AutosaveManager:
             "prefix": self.prefix,
             "settings": values,
         }
+        self._backup()
         write_atomic(self.path, json.dumps(doc, indent=2, allow_nan=False) + "\n")
         self._last_saved = values
         self.saves += 1
         log.debug("autosave: %d settings written to %s", len(values), self.path)
+
+    def _backup(self) -> None:
+        """Copy the current file to ``.savB`` before it is replaced -- only a valid one, so a
+        corrupt file never overwrites the last good backup."""
+        try:
+            read_file(self.path)
+        except (FileNotFoundError, AutosaveError):
+            return
+        try:
+            write_atomic(backup_path(self.path), self.path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            log.warning("autosave: cannot write the backup %s: %s", backup_path(self.path), exc)
 
     def poll(self, now: float | None = None) -> bool:
         """One step of the save loop: detect changes, save when due. Returns True if saved."""
@@ -347,7 +408,12 @@ class AutosaveManager:
                 kept = f"no copy kept: {copy_exc.strerror or copy_exc}"
             self.problem = f"autosave file ignored: {exc.reason}"
             log.error("autosave file ignored: %s (%s)", exc, kept)
-            return None
+            try:
+                doc = read_file(backup_path(self.path))
+            except (FileNotFoundError, AutosaveError):
+                return None
+            self.problem += f"; restored from {backup_path(self.path).name}"
+            log.warning("autosave: restoring from the backup %s", backup_path(self.path))
         digest = self._config_digest()
         if digest and doc.get("config_sha256") and doc["config_sha256"] != digest:
             log.warning("autosave: %s was saved with a different version of %s; its settings override "
@@ -384,6 +450,8 @@ class AutosaveManager:
         short = f"autosave: {len(self.restored)} restored"
         if errors:
             short += f", {len(errors)} refused: {', '.join(self.short(n) for n in errors)}"
+        if self.problem:  # restored from the .savB backup: say so
+            short += f" ({self.problem})"
         log.info("%s from %s", short, self.path)
         if self.restored or errors:
             await self._status(short)
@@ -455,6 +523,12 @@ class AutosaveManager:
     async def server_startup(self, async_lib: Any) -> None:
         """Restore (if enabled), then save on change until the server stops. Never raises."""
         self.started = True
+        try:
+            dated = dated_backup(self.path)
+            if dated is not None:
+                log.info("autosave: dated backup %s", dated)
+        except OSError as exc:
+            log.warning("autosave: cannot write a dated backup of %s: %s", self.path, exc)
         try:
             if self.restore_enabled:
                 await self.restore()

@@ -74,7 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="FILE",
                    help="YAML/JSON configuration (native or picoDAQ); default: built-in demo")
     p.add_argument("--prefix", default=DEFAULT_PREFIX, help=f"PV name prefix (default {DEFAULT_PREFIX})")
-    p.add_argument("--backend", choices=("sim", "picoscope"), help="override device.backend of the config")
+    p.add_argument("--backend", choices=("sim", "picoscope", "replay"), help="override device.backend of the config")
+    p.add_argument("--input", metavar="FILE",
+                   help="replay backend: the recorded file to play (HDF5 of this IOC or picoCosmo raw/zip)")
+    p.add_argument("--replay-pacing", choices=("recorded", "rate", "fast"),
+                   help="replay backend: recorded timing (default), --replay-rate events/s, or as fast as possible")
+    p.add_argument("--replay-rate", type=float, metavar="HZ", help="replay backend: events/s for --replay-pacing rate")
     p.add_argument("--check", action="store_true",
                    help="validate the configuration, print the applied settings and exit (0 ok, 2 error)")
     p.add_argument("--list-pvs", action="store_true", help="print every PV name and exit")
@@ -93,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-ring-mb", type=float, default=1024.0, metavar="MB",
                    help="refuse Buffer:Size / NumSamples / channel settings whose ring needs more memory "
                         "(default 1024 MiB)")
+    p.add_argument("--output-dir", metavar="DIR",
+                   help="directory of the run files: analysis CSV/summaries, HDF5 files, BMsum files "
+                        "(overrides output_dir: of the config; default ./runs)")
     p.add_argument("--summary", metavar="FILE",
                    help="append each run's end-of-run statistics to FILE as JSON lines")
     from .ca_server import DEFAULT_MAX_CHANNELS, DEFAULT_STALL_TIMEOUT
@@ -133,13 +141,34 @@ def load(args: argparse.Namespace):
             cfg = validate_data(DEFAULT_CONFIG, "<built-in demo configuration>")
         if args.backend:
             cfg.device.backend = args.backend
+        if getattr(args, "output_dir", None):
+            cfg.output_dir = args.output_dir
+        for attr, key in (("input", "input"), ("replay_pacing", "pacing"), ("replay_rate", "rate")):
+            if getattr(args, attr, None) is not None:
+                setattr(cfg.replay, key, getattr(args, attr))
+        if cfg.device.backend == "replay":
+            cfg = replay_settings(cfg)
     except ConfigError as ex:
         raise UserError(f"error: {ex}", 2) from None
+    except UserError:
+        raise
     except Exception as ex:  # pydantic assignment errors etc.
         raise UserError(f"error: configuration: {type(ex).__name__}: {ex}", 2) from None
     for notice in getattr(cfg, "notices", []) or []:
         log.info("config: %s", notice)
     return cfg
+
+
+def replay_settings(cfg):
+    """The configuration with the recorded settings of the replay input (UserError, exit 2,
+    when the file is missing or corrupt)."""
+    from ..config.replay import replay_config
+    from ..scope.recorded import RecordingError
+
+    try:
+        return replay_config(cfg)
+    except RecordingError as ex:
+        raise UserError(f"error: replay: {ex}", 2) from None
 
 
 def make_modules(cfg) -> list[Any]:
@@ -187,10 +216,13 @@ def definition_group(cfg, prefix: str, max_samples: int, modules: Sequence[Any] 
 def open_session(cfg):
     """``DaqSession.from_config`` with one-line errors for missing drivers/devices."""
     from ..scope.errors import DeviceNotFound, DriverNotAvailable, InvalidConfig, ScopeError
+    from ..scope.recorded import RecordingError
     from ..session import DaqSession
 
     try:
         return DaqSession.from_config(cfg)
+    except RecordingError as ex:
+        raise UserError(f"error: replay: {ex}", 2) from None
     except DriverNotAvailable as ex:
         raise UserError(f"error: PicoScope driver not available: {ex}", 3) from None
     except DeviceNotFound as ex:
@@ -213,7 +245,7 @@ def session_modules(session, cfg) -> tuple[list[Any], Any, Any]:
         runner = None
     if runner is None and cfg.analysis:
         try:
-            runner = session.attach_analysis(cfg.analysis)  # the session owns it (run events)
+            runner = session.attach_analysis(cfg.analysis, output_dir=cfg.output_dir)  # the session owns it (run events)
         except (ValueError, TypeError, ImportError) as ex:  # AnalysisConfigError is a ValueError
             raise UserError(f"error: analysis: {ex}", 2) from None
     if runner is None:
@@ -306,6 +338,12 @@ async def serve(group, interfaces: list[str], summary_path: str | None, ca_limit
             await asyncio.to_thread(runner.close)
         except Exception:
             log.exception("closing the analysis runner failed")
+    writer = getattr(group, "writer", None)
+    if writer is not None:
+        try:
+            await asyncio.to_thread(writer.close)
+        except Exception:
+            log.exception("closing the HDF5 writer failed")
     try:
         st = ctl.bm.stats()
     except Exception:
@@ -360,12 +398,13 @@ def run(args: argparse.Namespace) -> int:
             print(name)
         return 0
 
-    from . import caproto_fixes
+    from . import caproto_ctrl, caproto_fixes
     from .app import build_ioc_class
     from .controller import Controller
     from .publisher import WaveformPublisher
 
     caproto_fixes.apply()
+    caproto_ctrl.apply()
     # the simulator/analysis threads are CPU-bound: with Python's default 5 ms GIL switch
     # interval every hand-over (publisher thread -> event loop -> sockets) can wait 5 ms,
     # which alone caps the publish rate under overload (issue 11). 1 ms keeps it responsive.
@@ -382,6 +421,18 @@ def run(args: argparse.Namespace) -> int:
         publisher = WaveformPublisher(session.bm, max_rate=args.max_rate)
         group.attach(ctl, publisher, cfg.device.backend, analysis_errors=errors)
         group.runner = runner
+        # --- HDF5 file writer (HDF:* PVs): one file per run at most, closed after the analysis
+        from ..analysis.hdf5_writer import WriterError, writer_from_config
+
+        try:
+            group.writer = writer = writer_from_config(session.bm, cfg, runner)
+        except WriterError as ex:
+            raise UserError(f"error: hdf5.capture: {ex}", 2) from None
+
+        async def close_hdf_file(summary) -> None:  # noqa: ARG001
+            await asyncio.to_thread(writer.run_ended)
+
+        group.run_end_hooks.append(close_hdf_file)
         # --- security and reliability (issue 7): --acf, put log, autosave, --test-faults ---
         from .reliability import ReliabilityError
         from .reliability import install as install_reliability
@@ -399,6 +450,18 @@ def run(args: argparse.Namespace) -> int:
             session.close()
         raise
     return status
+
+
+def check_autosave_line(args: argparse.Namespace) -> str:
+    """The ``--check`` line about autosave: where it writes and what it will restore."""
+    from . import autosave
+
+    if getattr(args, "no_autosave", False):
+        return "autosave: off (--no-autosave)"
+    path = args.autosave or (autosave.default_path(args.config) if args.config else None)
+    if path is None:
+        return "autosave: off (no --config and no --autosave FILE)"
+    return autosave.describe_restore(path, restore=not getattr(args, "no_restore", False))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -419,6 +482,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         rc = check_main([cfg_path])
         if args.config is None:
             Path(cfg_path).unlink(missing_ok=True)
+        if rc == 0:
+            print(check_autosave_line(args))
         sys.exit(rc)
     try:
         rc = run(args)

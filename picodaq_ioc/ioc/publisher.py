@@ -35,11 +35,16 @@ class Frame:
     overflow: dict[str, bool]
     event_number: int
     t_trigger: float
-    timestamp: float  # wall-clock time the frame was taken (the PVs' timestamp)
+    timestamp: float  # the event's trigger time on the wall clock (the PVs' timestamp)
 
 
-def frame_from_batch(batch: EventBatch) -> Frame:
-    """Volts of the last event of ``batch`` for each of its channels."""
+def frame_from_batch(batch: EventBatch, start_wall: float | None = None) -> Frame:
+    """Volts of the last event of ``batch`` for each of its channels.
+
+    The frame's ``timestamp`` -- given to every PV of the frame -- is the event's trigger
+    time: the run's wall-clock start plus ``t_trigger`` (the backend clock since that
+    start), as an EPICS record time-stamps a value by its event, not by when it was sent.
+    Without ``start_wall`` it is the time the frame is taken."""
     i = len(batch) - 1
     volts: dict[str, np.ndarray] = {}
     overflow: dict[str, bool] = {}
@@ -51,7 +56,7 @@ def frame_from_batch(batch: EventBatch) -> Frame:
         overflow[ch] = bool(batch.overflow[i, j])
     return Frame(applied=batch.applied, volts=volts, overflow=overflow,
                  event_number=int(batch.event_number[i]), t_trigger=float(batch.t_trigger[i]),
-                 timestamp=time.time())
+                 timestamp=time.time() if not start_wall else start_wall + float(batch.t_trigger[i]))
 
 
 class WaveformPublisher:
@@ -152,7 +157,7 @@ class WaveformPublisher:
         state["next_t"] = max(now, state["next_t"]) + period
         if state["next_t"] < time.monotonic():  # fell behind (slow loop): do not burst to catch up
             state["next_t"] = time.monotonic() + period
-        frame = frame_from_batch(batch)
+        frame = frame_from_batch(batch, getattr(self.bm, "start_wall", None))
         self.frames_taken += 1
         loop = self._loop
         if loop is None or loop.is_closed():

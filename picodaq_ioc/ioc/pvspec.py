@@ -21,6 +21,10 @@ import numpy as np
 from caproto import AlarmSeverity, AlarmStatus, ChannelType
 from caproto.server import pvproperty
 
+#: display scales of rates and times (one definition, shared with the analysis results)
+from ..analysis.base import RATE_SCALE_HZ as RATE_SCALE_HZ  # noqa: E402
+from ..analysis.base import TIME_SCALE_S as TIME_SCALE_S  # noqa: E402
+
 #: Subscription backlog of waveform PVs (research notes §0 finding 4): bounded memory.
 WAVEFORM_BACKLOG = 5
 
@@ -76,10 +80,12 @@ def string_pv(name: str, doc: str, *, value: str = "", read_only: bool = True, *
                       alarm_group=name, **extra)
 
 
-def long_string_pv(name: str, doc: str, *, value: str = "", max_length: int = 256) -> pvproperty:
-    """A long message as a CHAR waveform (areaDetector ``StatusMessage_RBV``; ``caget -S``)."""
+def long_string_pv(name: str, doc: str, *, value: str = "", max_length: int = 256,
+                   read_only: bool = True) -> pvproperty:
+    """A long string as a CHAR waveform (areaDetector ``StatusMessage_RBV``, ``FilePath``;
+    ``caget -S`` / ``caput -S``)."""
     return pvproperty(name=name, value=value, dtype=ChannelType.CHAR, max_length=max_length,
-                      doc=doc, read_only=True, record="waveform", alarm_group=name, string_encoding="utf-8")
+                      doc=doc, read_only=read_only, record="waveform", alarm_group=name, string_encoding="utf-8")
 
 
 def waveform_pv(name: str, doc: str, *, max_length: int, dtype: ChannelType = ChannelType.FLOAT,

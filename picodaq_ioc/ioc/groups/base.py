@@ -8,13 +8,19 @@ from caproto import SkipWrite
 from caproto.server import PVGroup
 
 from ...scope.types import Applied
+from ..caproto_ctrl import TYPE_MAP, TYPE_MAP_READ_ONLY
 
 if TYPE_CHECKING:
     from ..controller import Controller
 
 
 class PicoGroup(PVGroup):
-    """A PVGroup that reaches the IOC root (``self.root``) and its controller (``self.ctl``)."""
+    """A PVGroup that reaches the IOC root (``self.root``) and its controller (``self.ctl``).
+
+    Its PVs answer DBR_CTRL/DBR_GR reads of any type as RSRV does (:mod:`..caproto_ctrl`)."""
+
+    type_map = TYPE_MAP
+    type_map_read_only = TYPE_MAP_READ_ONLY
 
     @property
     def root(self) -> Any:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ...daq.events import RunStats
-from ..pvspec import float_pv, int_pv, pair, write_if_changed
+from ..pvspec import TIME_SCALE_S, float_pv, int_pv, pair, write_if_changed
 from .base import PicoGroup, init_write
 
 MAX_BUFFERS = 65536
@@ -20,7 +20,7 @@ class BufferGroup(PicoGroup):
                           upper_warning_limit=75.0, upper_alarm_limit=100.0,
                           lower_warning_limit=-1.0, lower_alarm_limit=-2.0)
     ring_wait = float_pv("RingWaitTime_RBV", "Dead time spent waiting for a free slot this run", units="s",
-                         precision=3, read_only=True)
+                         precision=3, read_only=True, low=0.0, high=TIME_SCALE_S)
 
     @size.putter
     async def size(self, instance, value):

@@ -91,8 +91,8 @@ def make_channel_group(ch: str, info, max_samples: int) -> type[PicoGroup]:
                 await self.waveform.write(np.zeros(0, dtype=np.float32))
                 await self.show_overflow(False)
 
-        async def show_overflow(self, overflow: bool) -> None:
-            await write_if_changed(self.overflow, "Yes" if overflow else "No")
+        async def show_overflow(self, overflow: bool, **kw) -> None:
+            await write_if_changed(self.overflow, "Yes" if overflow else "No", **kw)
             await set_alarm(self.overflow, AlarmSeverity.MAJOR_ALARM if overflow else AlarmSeverity.NO_ALARM,
                             AlarmStatus.HIHI)
 

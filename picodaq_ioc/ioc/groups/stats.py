@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ...daq.events import RunStats
 from ..controller import PutRefused
-from ..pvspec import enum_pv, float_pv, int_pv, plain, write_if_changed
+from ..pvspec import RATE_SCALE_HZ, TIME_SCALE_S, enum_pv, float_pv, int_pv, plain, write_if_changed
 from .base import PicoGroup
 
 INT32_MAX = 2**31 - 1
@@ -41,16 +41,17 @@ class StatsGroup(PicoGroup):
     discarded = int_pv("Discarded_RBV", "Captures of an outdated configuration dropped at a reconfiguration",
                        read_only=True)
     trigger_rate = float_pv("TriggerRate_RBV", "Trigger rate (recent window)", units="Hz", precision=2,
-                            read_only=True)
+                            read_only=True, low=0.0, high=RATE_SCALE_HZ)
     event_rate = float_pv("EventRate_RBV", "Event rate (recent window)", units="Hz", precision=2,
-                          read_only=True)
+                          read_only=True, low=0.0, high=RATE_SCALE_HZ)
     mean_trigger_rate = float_pv("MeanTriggerRate_RBV", "Triggers / run time", units="Hz", precision=2,
-                                 read_only=True)
-    run_time = float_pv("RunTime_RBV", "Run time without pauses", units="s", precision=2, read_only=True)
+                                 read_only=True, low=0.0, high=RATE_SCALE_HZ)
+    run_time = float_pv("RunTime_RBV", "Run time without pauses", units="s", precision=2, read_only=True,
+                        low=0.0, high=TIME_SCALE_S)
     live_time = float_pv("LiveTime_RBV", "Time armed and waiting for a trigger", units="s", precision=2,
-                         read_only=True)
+                         read_only=True, low=0.0, high=TIME_SCALE_S)
     dead_time = float_pv("DeadTime_RBV", "Run time - live time (readout, re-arm, full ring)", units="s",
-                         precision=2, read_only=True)
+                         precision=2, read_only=True, low=0.0, high=TIME_SCALE_S)
     live_fraction = float_pv("LiveFraction_RBV", "Live time / run time", units="%", precision=2, low=0.0,
                              high=100.0, read_only=True)
     generation = int_pv("ConfigGeneration_RBV", "Configuration generation of the device", read_only=True)

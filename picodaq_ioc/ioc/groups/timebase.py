@@ -30,9 +30,9 @@ def make_timebase_group(info, max_samples: int) -> type[PicoGroup]:
                                       low=1, high=max(1, max_segments), value=1)
         pre_samples = int_pv("PreTriggerSamples_RBV", "Samples before the trigger (applied)", read_only=True)
         rate_rbv = float_pv("SampleRate_RBV", "Sample rate (applied)", units="Hz", precision=0,
-                            read_only=True)
+                            read_only=True, low=0.0, high=float(info.max_sample_rate_hz))
         duration_rbv = float_pv("Duration_RBV", "Record length NumSamples x SampleInterval (applied)",
-                                units="s", precision=9, read_only=True)
+                                units="s", precision=9, read_only=True, low=0.0, high=float(max_samples))
         time_axis = waveform_pv("TimeAxis_RBV", "Sample times relative to the trigger (applied)",
                                 max_length=max_samples, dtype=ChannelType.DOUBLE, units="s", precision=9)
 

@@ -5,8 +5,9 @@ adding a source does not change the pulses of the others. A stream is generated 
 chunks (vectorised) up to the time the scope needs, and trimmed behind the clock.
 
 Pulse records are ``(t, amp, ch, aux)``: start time of the rise (s), signed amplitude (V),
-channel index (0 = A), and a source-specific tag (muon: 0 primary / 1 decay; SiPM: number of
-fired cells; Geiger: 0).
+channel index (0 = A), and a source-specific tag (muon: 0 primary / 1 decay (mu+, or any decay
+without ``mu_ratio``) / 2 mu- decay / 3 photomultiplier after-pulse; SiPM: number of fired
+cells; Geiger: 0).
 """
 
 from __future__ import annotations
@@ -178,8 +179,15 @@ class PulseStream:
     def _generate(self, a: float, b: float):  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _amplitudes(self, n: int, a0: float) -> np.ndarray:
-        s = float(self.src.amplitude_spread)
+    def _amplitudes(self, n: int, a0: float, spread: float | None = None, spread_low: float | None = None,
+                    ) -> np.ndarray:
+        """Heights: log-normal with mean ``a0`` and log-sigma ``spread`` (default the source's
+        ``amplitude_spread``); with ``spread_low`` a split log-normal with median ``a0``
+        (log-sigma ``spread_low`` below, ``spread`` above the median)."""
+        s = float(self.src.amplitude_spread if spread is None else spread)
+        if spread_low is not None:
+            z = self.rng.standard_normal(n)
+            return a0 * np.exp(np.where(z < 0, float(spread_low), s) * z)
         if s <= 0:
             return np.full(n, a0)
         return a0 * np.exp(s * self.rng.standard_normal(n) - 0.5 * s * s)
@@ -202,13 +210,22 @@ class PulseStream:
 
 
 class MuonStream(PulseStream):
-    """Poisson muons; coincident pulses on all listed channels (delays, jitter); optional decay
-    second pulse at ``t + Exp(lifetime)`` with probability ``decay_fraction``."""
+    """Poisson muons; coincident pulses on all listed channels (delays, jitter); a fraction
+    ``decay_fraction`` stops. A stopped muon gives a decay-electron pulse (own height
+    distribution ``decay_amplitude``/``decay_amplitude_spread``) after ``Exp(lifetime)``; with
+    ``mu_ratio`` it is a mu- with probability ``1 / (1 + mu_ratio)``, which decays after
+    ``Exp(lifetime_minus)`` only with probability ``lifetime_minus / lifetime`` (otherwise it is
+    captured by a nucleus: no electron). Every muon and decay pulse may be followed by a
+    photomultiplier after-pulse (probability ``afterpulse_probability``, delay
+    ``N(afterpulse_delay, afterpulse_spread)`` truncated at 0, height ``afterpulse_amplitude``
+    times its pulse's)."""
 
     kind = "muon"
 
     def __init__(self, src: SourceSection, rng: np.random.Generator, index: int):
         super().__init__(src, rng, index)
+        self.shape = PulseShape(src.rise, src.flat, src.fall, exp_tail=src.tail == "exponential")
+        self.decay_kinds: list[np.ndarray] = []  # per generated decay: 1 mu+, 2 mu- (if keep_truth)
         d = src.channel_delays or [0.0] * len(self.channels)
         if len(d) != len(self.channels):
             d = (list(d) + [0.0] * len(self.channels))[: len(self.channels)]
@@ -234,28 +251,49 @@ class MuonStream(PulseStream):
         ts, amps, chs, auxs, src = [], [], [], [], []
         jit = self.src.jitter
         idx = np.arange(n)
+        sc = self.src
         for j, c in enumerate(self.channels):
             t = p + self.delays[j]
             if jit > 0:
                 t = t + jit * self.rng.standard_normal(n)
             ts.append(t)
-            amps.append(self._amplitudes(n, self.src.amplitude))
+            amps.append(self._amplitudes(n, sc.amplitude, spread_low=sc.amplitude_spread_low))
             chs.append(np.full(n, c, dtype=np.int16))
             auxs.append(np.zeros(n, dtype=np.int32))
             src.append(idx)
-        f = float(self.src.decay_fraction)
+        f = float(sc.decay_fraction)
         if f > 0 and n:
             m = self.rng.random(n) < f
-            nd = int(m.sum())
-            delay = self.rng.exponential(self.src.lifetime, nd)
+            kind = np.ones(int(m.sum()), dtype=np.int32)
+            delay = self.rng.exponential(sc.lifetime, kind.size)
+            if sc.mu_ratio is not None:  # mu-: faster decay in the target, or capture (no pulse)
+                minus = self.rng.random(kind.size) < 1.0 / (1.0 + sc.mu_ratio)
+                decays = ~minus | (self.rng.random(kind.size) < min(sc.lifetime_minus / sc.lifetime, 1.0))
+                kind[minus] = 2
+                delay[minus] = self.rng.exponential(sc.lifetime_minus, int(minus.sum()))
+                m[np.flatnonzero(m)[~decays]] = False
+                kind, delay = kind[decays], delay[decays]
+            nd = kind.size
             if truth and self.keep_truth:
                 self.decay_delays.append(delay)
+                self.decay_kinds.append(kind)
+            a_dec = sc.amplitude if sc.decay_amplitude is None else sc.decay_amplitude
             for j in range(nc):
                 ts.append(ts[j][m] + delay)
-                amps.append(self._amplitudes(nd, self.src.amplitude))
+                amps.append(self._amplitudes(nd, a_dec, spread=sc.decay_amplitude_spread))
                 chs.append(np.full(nd, self.channels[j], dtype=np.int16))
-                auxs.append(np.ones(nd, dtype=np.int32))
+                auxs.append(kind)
                 src.append(idx[m])
+        pa = float(sc.afterpulse_probability)
+        if pa > 0:
+            t_all, a_all = np.concatenate(ts), np.concatenate(amps)
+            k = np.flatnonzero(self.rng.random(t_all.size) < pa)
+            d = np.abs(sc.afterpulse_delay + sc.afterpulse_spread * self.rng.standard_normal(k.size))
+            ts.append(t_all[k] + d)
+            amps.append(a_all[k] * sc.afterpulse_amplitude)
+            chs.append(np.concatenate(chs)[k])
+            auxs.append(np.full(k.size, 3, dtype=np.int32))
+            src.append(np.concatenate(src)[k])
         t = np.concatenate(ts)
         order = np.argsort(t, kind="stable")
         return (t[order], np.concatenate(amps)[order], np.concatenate(chs)[order],
@@ -272,7 +310,9 @@ class MuonStream(PulseStream):
         dur = self.shape.duration
         lo = dur + max(0.0, float(self.delays.max(initial=0.0))) + 8.0 * self.src.jitter
         if self.src.decay_fraction > 0:
-            lo += 12.0 * self.src.lifetime
+            lo += 12.0 * max(self.src.lifetime, self.src.lifetime_minus if self.src.mu_ratio else 0.0)
+        if self.src.afterpulse_probability > 0:
+            lo += self.src.afterpulse_delay + 5.0 * self.src.afterpulse_spread
         prow, p = self._window_times(t0, lo, span, self.window_rate)
         t, amp, ch, _, k = self._records(p, truth=False)
         row = prow[k]
