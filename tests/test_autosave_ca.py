@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import signal
 import sys
@@ -29,9 +31,10 @@ def _serve(path: str, restore: str) -> None:  # runs in the IOC subprocess
     import logging
 
     from caproto import ChannelType
-    from caproto.server import PVGroup, pvproperty, run
+    from caproto.server import PVGroup, pvproperty
 
     from picodaq_ioc.ioc.autosave import install_autosave
+    from picodaq_ioc.ioc.ca_server import IsolatedContext
 
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(name)s %(levelname)s %(message)s")
 
@@ -47,8 +50,23 @@ def _serve(path: str, restore: str) -> None:  # runs in the IOC subprocess
 
     grp = Group(prefix=PREFIX)
     install_autosave(grp, grp.pvdb, path, restore=restore == "1", period=0.1, debounce=0.2)
-    print("IOC READY", flush=True)
-    run(grp.pvdb, interfaces=["127.0.0.1"])
+
+    async def serve() -> None:
+        # served as the IOC serves (cli.serve): the project's server, SIGINT/SIGTERM handled in the
+        # loop. caproto's own run() turns SIGINT into KeyboardInterrupt and its subscription loop
+        # swallows the cancellation, so that shutdown could take > 30 s on a loaded machine.
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        server = loop.create_task(IsolatedContext(grp.pvdb, ["127.0.0.1"]).run(log_pv_names=False))
+        print("IOC READY", flush=True)
+        await stop.wait()
+        server.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await server
+
+    asyncio.run(serve())
 
 
 def _ca(env: dict, *args: str) -> str:

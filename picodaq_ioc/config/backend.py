@@ -47,8 +47,8 @@ def make_backend(config: Config, *, keep_truth: bool = False) -> ScopeBackend:
                 "backend is incomplete")
         return factory(config)
     if kind == "replay":
-        from .recorded import RecordingError
-        from .replay import ReplayScope
+        from ..scope.recorded import RecordingError
+        from ..scope.replay import ReplayScope
 
         r = config.replay
         if not r.input:
