@@ -81,10 +81,14 @@ def test_eight_clients_get_every_frame_whole(ioc_factory):
         elapsed = time.monotonic() - t0
         ctl.put(h.pv("Acquire"), "Stop", timeout=10)
 
-        def settled() -> int | None:  # the counter no longer moves and every client has the last one
+        def settled() -> int | None:
+            # the run's last event was published (the publisher always ends on it, up to one
+            # publish period after Stop: a quiet moment before that is not the end), the counter
+            # no longer moves and every client has that last event
             c = int(ctl.get(h.pv("ArrayCounter_RBV")))
             last = int(ctl.get(h.pv("EventNumber_RBV")))
-            if str(ctl.get(h.pv("State_RBV"))) not in ("Running", "Paused") and all(
+            if str(ctl.get(h.pv("State_RBV"))) not in ("Running", "Paused") \
+                    and last == int(ctl.get(h.pv("Stats:Events_RBV"))) and all(
                     cl.after(n0) and cl.after(n0)[-1][0] == last for cl in clients):
                 return c if c == int(ctl.get(h.pv("ArrayCounter_RBV"))) else None
             return None

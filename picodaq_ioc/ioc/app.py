@@ -294,11 +294,10 @@ class PicoDAQIOC(PVGroup):
 
     # ----------------------------------------------------------- run lifecycle (events)
     async def _run_started(self, run: RunStart) -> None:
-        """A run started: statistics, waveform numbering and analysis results restart (the
+        """A run started: statistics and analysis results restart (the waveform publisher hears of the run from the buffer manager itself) (the
         analysis modules were started for the new run), then the PVs show it: once State_RBV is
         Running, no PV shows a figure of the previous run."""
         self.stats.new_run()
-        self.publisher.new_run()
         await self.refresh_analysis()
         await self.acq.show_state(RunState.RUNNING)
         await self.device.set_status(f"Running (run {run.run_id})")

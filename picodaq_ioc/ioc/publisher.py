@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..daq.events import EventBatch
+from ..daq.lifecycle import RunCallbacks
 from ..scope.types import Applied
 
 log = logging.getLogger("picodaq_ioc.ioc.publisher")
@@ -77,6 +78,11 @@ class WaveformPublisher:
         self.frames_taken = 0
         self.frames_published = 0
         self.errors = 0
+        add_listener = getattr(bm, "add_run_listener", None)
+        if add_listener is not None:
+            # told in the starting thread, before the run's first event exists: a reset that came
+            # later (from the IOC loop) could let the run's first event be published twice
+            add_listener(RunCallbacks(started=lambda run: self.new_run()))
 
     # ------------------------------------------------------------- control
     @property
